@@ -1,0 +1,87 @@
+// table_service - a named table as Postfix sees it through tcp: or
+// socketmap:: the lookup style's partial keys tried in Postfix's order,
+// answers rewritten as Postfix would rewrite them, an in-process cache (LRU,
+// TTL, negative TTL) in front of an optional shared Redis cache, and metrics.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "cache/lru_cache.hpp"
+#include "cache/redis_client.hpp"
+#include "lookup/ldap_table.hpp"
+#include "mail/address.hpp"
+#include "metrics/metrics.hpp"
+
+namespace mailgrid {
+
+class SuiteConfig;
+
+struct CachePolicy {
+    std::size_t size = 100000;
+    std::chrono::milliseconds ttl{60'000};
+    std::chrono::milliseconds negative_ttl{30'000};
+    static CachePolicy from_config(const SuiteConfig& c);
+};
+
+// One cache shared by the tables of a daemon; keys carry the table name.
+class LookupCache {
+public:
+    LookupCache(CachePolicy policy, RedisClient* redis, std::string redis_prefix)
+        : policy_(policy), local_(policy.size), redis_(redis), prefix_(std::move(redis_prefix)) {}
+
+    enum class Source { None, Local, Redis };
+    awaitable<std::optional<Lookup>> get(const std::string& table, const std::string& key, Source& source);
+    void put(const std::string& table, const std::string& key, const Lookup& value);
+    awaitable<void> invalidate(const std::string& table, const std::string& key);
+    const CachePolicy& policy() const { return policy_; }
+    RedisClient* redis() { return redis_; }
+    std::string redis_key(const std::string& table, const std::string& key) const;
+
+private:
+    CachePolicy policy_;
+    LruCache<Lookup> local_;
+    RedisClient* redis_;
+    std::string prefix_;
+};
+
+struct TableOptions {
+    LookupStyle style = LookupStyle::Exact;
+    std::string recipient_delimiter = "+";
+    bool propagate_extension = true;  // Postfix propagate_unmatched_extensions
+};
+
+class TableService {
+public:
+    TableService(std::string name, std::unique_ptr<LdapTable> table, TableOptions options, LookupCache* cache,
+                 MetricsRegistry* metrics);
+
+    // The answer for a key exactly as Postfix sent it.
+    awaitable<Lookup> lookup(std::string key);
+    const std::string& name() const { return name_; }
+    LookupStyle style() const { return options_.style; }
+    LdapTable& table() { return *table_; }
+
+private:
+    awaitable<Lookup> resolve(const std::string& key);
+    void note_failure(const std::string& key, const std::string& why);
+
+    std::string name_;
+    std::unique_ptr<LdapTable> table_;
+    TableOptions options_;
+    LookupCache* cache_;
+    bool partial_keys_;  // Postfix would try partial keys for this table
+
+    Counter* m_found_ = nullptr;
+    Counter* m_notfound_ = nullptr;
+    Counter* m_tempfail_ = nullptr;
+    Counter* m_hits_local_ = nullptr;
+    Counter* m_hits_redis_ = nullptr;
+    Counter* m_misses_ = nullptr;
+    Histogram* m_latency_ = nullptr;
+    std::chrono::steady_clock::time_point last_warning_{};
+    unsigned suppressed_ = 0;
+};
+
+}  // namespace mailgrid

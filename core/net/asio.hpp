@@ -1,0 +1,37 @@
+// asio - the one event-loop model of every daemon: standalone Asio with
+// C++20 coroutines, single-threaded per io_context.
+#pragma once
+
+#include <asio.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
+
+namespace mailgrid {
+
+template <typename T = void>
+using awaitable = asio::awaitable<T>;
+using asio::use_awaitable;
+
+// Resume the calling coroutine after `d` (cancellable through the timer).
+inline awaitable<void> sleep_for(std::chrono::steady_clock::duration d) {
+    asio::steady_timer t(co_await asio::this_coro::executor);
+    t.expires_after(d);
+    asio::error_code ec;
+    co_await t.async_wait(asio::redirect_error(use_awaitable, ec));
+}
+
+}  // namespace mailgrid
+
+namespace mailgrid {
+
+// A small pool for work that would block the event loop: LDAP connection
+// set-up, password hashing, file loading.
+asio::thread_pool& blocking_pool();
+
+template <typename F>
+auto run_blocking(F f) -> awaitable<decltype(f())> {
+    using R = decltype(f());
+    co_return co_await asio::co_spawn(
+        blocking_pool(), [f = std::move(f)]() mutable -> awaitable<R> { co_return f(); }, use_awaitable);
+}
+
+}  // namespace mailgrid

@@ -1,0 +1,207 @@
+#include "net/server.hpp"
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log/log.hpp"
+
+namespace mailgrid {
+
+namespace {
+std::string describe_peer(Socket& s) {
+    asio::error_code ec;
+    auto ep = s.remote_endpoint(ec);
+    if (ec) return "unknown";
+    if (ep.protocol().family() == AF_UNIX) return "local";
+    if (ep.protocol().family() == AF_INET) {
+        asio::ip::tcp::endpoint t;
+        std::memcpy(t.data(), ep.data(), ep.size());
+        return t.address().to_string() + ":" + std::to_string(t.port());
+    }
+    if (ep.protocol().family() == AF_INET6) {
+        asio::ip::tcp::endpoint t(asio::ip::tcp::v6(), 0);
+        std::memcpy(t.data(), ep.data(), ep.size());
+        return "[" + t.address().to_string() + "]:" + std::to_string(t.port());
+    }
+    return "unknown";
+}
+}  // namespace
+
+Connection::Connection(Socket socket, std::chrono::milliseconds idle, std::size_t max_buffer)
+    : io_(std::make_shared<Io>(std::move(socket))), idle_(idle), max_buffer_(max_buffer) {
+    peer_ = describe_peer(io_->socket);
+    touch();
+    asio::co_spawn(io_->socket.get_executor(), watchdog(io_), asio::detached);
+}
+
+Connection::~Connection() { close(); }
+
+void Connection::touch() { io_->deadline = std::chrono::steady_clock::now() + idle_; }
+
+awaitable<void> Connection::watchdog(std::shared_ptr<Io> io) {
+    while (!io->closed) {
+        io->timer.expires_at(io->deadline);
+        asio::error_code ec;
+        co_await io->timer.async_wait(asio::redirect_error(use_awaitable, ec));
+        if (io->closed) co_return;
+        if (std::chrono::steady_clock::now() >= io->deadline) {
+            asio::error_code ignore;
+            io->socket.shutdown(asio::socket_base::shutdown_both, ignore);
+            io->socket.close(ignore);
+            co_return;
+        }
+    }
+}
+
+awaitable<bool> Connection::read_more() {
+    if (io_->closed || in_.size() >= max_buffer_) co_return false;
+    std::size_t old = in_.size();
+    std::size_t want = std::min<std::size_t>(65536, max_buffer_ - old);
+    in_.resize(old + want);
+    asio::error_code ec;
+    std::size_t n = co_await io_->socket.async_read_some(asio::buffer(in_.data() + old, want),
+                                                         asio::redirect_error(use_awaitable, ec));
+    in_.resize(old + n);
+    if (ec || n == 0) co_return false;
+    touch();
+    co_return true;
+}
+
+awaitable<bool> Connection::write(std::string_view data) {
+    if (io_->closed) co_return false;
+    touch();
+    asio::error_code ec;
+    co_await asio::async_write(io_->socket, asio::buffer(data.data(), data.size()),
+                               asio::redirect_error(use_awaitable, ec));
+    if (ec) co_return false;
+    touch();
+    co_return true;
+}
+
+awaitable<bool> Connection::wait_readable(std::chrono::milliseconds within) {
+    using namespace asio::experimental::awaitable_operators;
+    asio::steady_timer t(io_->socket.get_executor());
+    t.expires_after(within);
+    asio::error_code ec1, ec2;
+    auto r = co_await (io_->socket.async_wait(Socket::wait_read, asio::redirect_error(use_awaitable, ec1)) ||
+                       t.async_wait(asio::redirect_error(use_awaitable, ec2)));
+    co_return r.index() == 0 && !ec1;
+}
+
+void Connection::close() {
+    if (io_->closed) return;
+    io_->closed = true;
+    asio::error_code ec;
+    io_->timer.cancel();
+    io_->socket.shutdown(asio::socket_base::shutdown_both, ec);
+    io_->socket.close(ec);
+}
+
+int Connection::peer_uid() const {
+    struct ucred cred {};
+    socklen_t len = sizeof cred;
+    if (::getsockopt(io_->socket.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
+        return -1;
+    return static_cast<int>(cred.uid);
+}
+
+void Server::listen(const ListenSpec& spec, ServiceOptions options, ConnectionHandler handler) {
+    auto l = std::make_unique<Listener>();
+    l->spec = spec;
+    l->options = std::move(options);
+    l->handler = std::move(handler);
+    using gp = asio::generic::stream_protocol;
+    if (spec.kind == ListenSpec::Kind::Unix) {
+        struct stat st {};
+        if (::lstat(spec.path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) ::unlink(spec.path.c_str());
+        asio::local::stream_protocol::endpoint ep(spec.path);
+        l->acceptor = std::make_unique<asio::basic_socket_acceptor<gp>>(io_);
+        gp::endpoint gep(ep);
+        l->acceptor->open(gep.protocol());
+        l->acceptor->bind(gep);
+        l->acceptor->listen(asio::socket_base::max_listen_connections);
+        ::chmod(spec.path.c_str(), static_cast<mode_t>(l->options.unix_mode));
+    } else {
+        asio::ip::tcp::resolver resolver(io_);
+        auto host = spec.host.empty() ? std::string("0.0.0.0") : spec.host;
+        auto results = resolver.resolve(host, std::to_string(spec.port), asio::ip::tcp::resolver::passive);
+        if (results.empty()) throw std::runtime_error("cannot resolve " + spec.text);
+        asio::ip::tcp::endpoint ep = *results.begin();
+        gp::endpoint gep(ep);
+        l->acceptor = std::make_unique<asio::basic_socket_acceptor<gp>>(io_);
+        l->acceptor->open(gep.protocol());
+        l->acceptor->set_option(asio::socket_base::reuse_address(true));
+        try {
+            l->acceptor->bind(gep);
+        } catch (const std::system_error& e) {
+            throw std::system_error(e.code(), "bind " + spec.text);
+        }
+        l->acceptor->listen(asio::socket_base::max_listen_connections);
+    }
+    listeners_.push_back(std::move(l));
+}
+
+std::uint16_t Server::local_port(std::size_t n) const {
+    if (n >= listeners_.size() || listeners_[n]->spec.kind != ListenSpec::Kind::Tcp) return 0;
+    auto ep = listeners_[n]->acceptor->local_endpoint();
+    asio::ip::tcp::endpoint t;
+    std::memcpy(t.data(), ep.data(), std::min<std::size_t>(ep.size(), sizeof(sockaddr_in6)));
+    return t.port();
+}
+
+void Server::start() {
+    for (auto& l : listeners_) asio::co_spawn(io_, accept_loop(*l), asio::detached);
+}
+
+void Server::stop() {
+    for (auto& l : listeners_) {
+        asio::error_code ec;
+        if (l->acceptor) l->acceptor->close(ec);
+        if (l->spec.kind == ListenSpec::Kind::Unix) ::unlink(l->spec.path.c_str());
+    }
+}
+
+awaitable<void> Server::accept_loop(Listener& l) {
+    auto active = active_;
+    std::chrono::steady_clock::time_point last_warning{};
+    for (;;) {
+        asio::error_code ec;
+        Socket s = co_await l.acceptor->async_accept(asio::redirect_error(use_awaitable, ec));
+        if (ec) {
+            if (ec == asio::error::operation_aborted || !l.acceptor->is_open()) co_return;
+            log::warning("%s: accept: %s", l.spec.text.c_str(), ec.message().c_str());
+            co_await sleep_for(std::chrono::milliseconds(100));
+            continue;
+        }
+        if (*active >= l.options.max_connections) {
+            auto now = std::chrono::steady_clock::now();
+            if (now - last_warning > std::chrono::seconds(10)) {
+                log::warning("%s: connection limit %zu reached; refusing connections", l.options.name.c_str(),
+                             l.options.max_connections);
+                last_warning = now;
+            }
+            s.close(ec);
+            continue;
+        }
+        if (l.spec.kind == ListenSpec::Kind::Tcp) {
+            s.set_option(asio::ip::tcp::no_delay(true), ec);
+        }
+        ++*active;
+        asio::co_spawn(
+            io_,
+            [&l, active, s = std::move(s)]() mutable -> awaitable<void> {
+                Connection c(std::move(s), l.options.idle_timeout, l.options.max_buffer);
+                try {
+                    co_await l.handler(c);
+                } catch (const std::exception& e) {
+                    log::warning("%s: %s: %s", l.options.name.c_str(), c.peer().c_str(), e.what());
+                }
+                c.close();
+                --*active;
+            },
+            asio::detached);
+    }
+}
+
+}  // namespace mailgrid

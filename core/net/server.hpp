@@ -1,0 +1,101 @@
+// server - listeners and connections for every daemon.
+//
+// A Server binds its listeners at once (before privileges are dropped),
+// accepts on each with a connection limit, and runs one coroutine per
+// connection. A Connection buffers input for the pure codecs and closes
+// itself when idle longer than its service allows, whether the peer is
+// silent or not reading what we write.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "net/asio.hpp"
+#include "net/listen.hpp"
+
+namespace mailgrid {
+
+using Socket = asio::generic::stream_protocol::socket;
+
+class Connection {
+public:
+    Connection(Socket socket, std::chrono::milliseconds idle_timeout, std::size_t max_buffer);
+    ~Connection();
+    Connection(const Connection&) = delete;
+    Connection& operator=(const Connection&) = delete;
+
+    // Appends what the peer sent to buffer(). false on EOF, error, idle
+    // timeout, or a buffer already at its limit.
+    awaitable<bool> read_more();
+    std::string& buffer() { return in_; }
+    void consume(std::size_t n) { in_.erase(0, n); }
+    awaitable<bool> write(std::string_view data);
+    // Wait until the peer sends something (or hangs up); used to answer a
+    // protocol that allows an optional trailing field.
+    awaitable<bool> wait_readable(std::chrono::milliseconds within);
+    void close();
+    bool is_open() const { return !io_->closed && io_->socket.is_open(); }
+    const std::string& peer() const { return peer_; }
+    Socket& socket() { return io_->socket; }
+    // Peer credentials on a unix socket (uid, or -1).
+    int peer_uid() const;
+
+private:
+    // Shared with the idle watchdog, which may wake after the Connection
+    // is gone.
+    struct Io {
+        Io(Socket s) : socket(std::move(s)), timer(socket.get_executor()) {}
+        Socket socket;
+        asio::steady_timer timer;
+        std::chrono::steady_clock::time_point deadline;
+        bool closed = false;
+    };
+    void touch();
+    static awaitable<void> watchdog(std::shared_ptr<Io> io);
+
+    std::shared_ptr<Io> io_;
+    std::chrono::milliseconds idle_;
+    std::size_t max_buffer_;
+    std::string in_;
+    std::string peer_;
+};
+
+using ConnectionHandler = std::function<awaitable<void>(Connection&)>;
+
+struct ServiceOptions {
+    std::string name;                         // for logs and metrics
+    std::size_t max_connections = 10000;
+    std::chrono::milliseconds idle_timeout = std::chrono::seconds(3600);
+    std::size_t max_buffer = 1 << 20;
+    int unix_mode = 0666;
+};
+
+class Server {
+public:
+    explicit Server(asio::io_context& io) : io_(io) {}
+    // Binds now; throws std::system_error with the address in the message.
+    void listen(const ListenSpec& spec, ServiceOptions options, ConnectionHandler handler);
+    void start();
+    void stop();  // stop accepting; open connections finish their request
+    std::size_t connections() const { return *active_; }
+    // Local port of the n-th listener (useful when configured with port 0).
+    std::uint16_t local_port(std::size_t n) const;
+
+private:
+    struct Listener {
+        ListenSpec spec;
+        ServiceOptions options;
+        ConnectionHandler handler;
+        std::unique_ptr<asio::basic_socket_acceptor<asio::generic::stream_protocol>> acceptor;
+    };
+    awaitable<void> accept_loop(Listener& l);
+
+    asio::io_context& io_;
+    std::vector<std::unique_ptr<Listener>> listeners_;
+    std::shared_ptr<std::size_t> active_ = std::make_shared<std::size_t>(0);
+};
+
+}  // namespace mailgrid

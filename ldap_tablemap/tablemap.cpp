@@ -1,0 +1,190 @@
+#include "tablemap.hpp"
+
+#include "log/log.hpp"
+#include "proto/socketmap.hpp"
+#include "proto/tcp_table.hpp"
+#include "util/strings.hpp"
+
+namespace mailgrid {
+
+const std::vector<ParamSpec>& tablemap_params() {
+    static const std::vector<ParamSpec> specs = {
+        {"tablemap_tables", "", "tables to serve: name=/path/to/ldap_table.cf, ..."},
+        {"tablemap_style", "", "lookup style per table: name=virtual|canonical|transport|access|exact, ..."},
+        {"tablemap_tcp", "", "tcp_table(5) listeners: name=host:port, ..."},
+        {"tablemap_socketmap", "", "socketmap_table(5) listener for all tables: host:port or unix:/path"},
+        {"tablemap_metrics", "", "Prometheus /metrics listener: host:port"},
+        {"tablemap_max_connections", "10000", "client connections per listener"},
+        {"tablemap_idle_timeout", "3600s", "close a client connection idle this long"},
+        {"recipient_delimiter", "+", "characters that separate a user from an address extension"},
+        {"tablemap_propagate_extension", "yes",
+         "virtual/canonical answers found without the extension get it back, as Postfix does"},
+    };
+    return specs;
+}
+
+namespace {
+std::map<std::string, std::string> pairs(const SuiteConfig& c, const std::string& param) {
+    std::map<std::string, std::string> out;
+    for (const auto& item : c.get_list(param)) {
+        auto eq = item.find('=');
+        if (eq == std::string::npos || eq == 0 || eq + 1 == item.size())
+            c.fail(param, "expected name=value, got \"" + item + "\"");
+        out[item.substr(0, eq)] = item.substr(eq + 1);
+    }
+    return out;
+}
+}  // namespace
+
+std::vector<TableDefinition> table_definitions(const SuiteConfig& c) {
+    auto files = pairs(c, "tablemap_tables");
+    auto styles = pairs(c, "tablemap_style");
+    auto tcp = pairs(c, "tablemap_tcp");
+    std::vector<TableDefinition> defs;
+    for (const auto& [name, file] : files) {
+        for (char ch : name)
+            if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '-' || ch == '.'))
+                c.fail("tablemap_tables", "bad table name \"" + name + "\"");
+        TableDefinition d;
+        d.name = name;
+        d.file = file;
+        // A table named after a style gets it: "virtual", "transport", ...
+        if (auto s = parse_lookup_style(name)) d.style = *s;
+        if (auto it = styles.find(name); it != styles.end()) {
+            auto s = parse_lookup_style(it->second);
+            if (!s) c.fail("tablemap_style", "unknown lookup style \"" + it->second + "\" for table " + name);
+            d.style = *s;
+        }
+        if (auto it = tcp.find(name); it != tcp.end()) d.tcp_listen = it->second;
+        defs.push_back(std::move(d));
+    }
+    for (const auto& [name, v] : styles)
+        if (!files.count(name)) c.fail("tablemap_style", "no such table: " + name);
+    for (const auto& [name, v] : tcp)
+        if (!files.count(name)) c.fail("tablemap_tcp", "no such table: " + name);
+    return defs;
+}
+
+Tablemap::Tablemap(asio::io_context& io, const SuiteConfig& config, MetricsRegistry* metrics, bool with_cache)
+    : io_(io), config_(config), metrics_(metrics) {
+    defs_ = table_definitions(config_);
+    directories_ = std::make_unique<DirectoryRegistry>(io_, DirectoryRegistry::pool_options(config_),
+                                                       config_.get_duration("ldif_reload_interval"), metrics_);
+    if (with_cache) {
+        if (auto ro = RedisOptions::from_config(config_)) redis_ = std::make_unique<RedisClient>(io_, *ro);
+        cache_ = std::make_unique<LookupCache>(CachePolicy::from_config(config_), redis_.get(), config_.get("redis_prefix"));
+    }
+}
+
+void Tablemap::load(std::vector<std::string>& warnings) {
+    TableOptions base;
+    base.recipient_delimiter = config_.get("recipient_delimiter");
+    base.propagate_extension = config_.get_bool("tablemap_propagate_extension");
+    for (const auto& d : defs_) {
+        auto cfg = LdapTableConfig::load(d.file);
+        for (const auto& w : cfg.warnings) warnings.push_back(w);
+        std::shared_ptr<Directory> dir;
+        try {
+            dir = directories_->for_table(cfg);
+        } catch (const std::exception& e) {
+            throw ConfigError(d.file + ": " + e.what());
+        }
+        auto opts = base;
+        opts.style = d.style;
+        auto table = std::make_unique<LdapTable>(d.name, std::move(cfg), dir);
+        if (opts.style != LookupStyle::Exact && table->config().templates.uses_key_parts())
+            warnings.push_back(d.file + ": table " + d.name + " uses %u/%d/%1..%9, so Postfix would query only the "
+                                        "full key; style " + lookup_style_name(opts.style) + " adds no fallbacks");
+        tables_[d.name] = std::make_unique<TableService>(d.name, std::move(table), opts, cache_.get(), metrics_);
+    }
+}
+
+TableService* Tablemap::table(const std::string& name) {
+    auto it = tables_.find(name);
+    return it == tables_.end() ? nullptr : it->second.get();
+}
+
+void Tablemap::listen(Server& server) {
+    ServiceOptions base;
+    base.max_connections = static_cast<std::size_t>(config_.get_int("tablemap_max_connections", 1, 1'000'000));
+    base.idle_timeout = config_.get_duration("tablemap_idle_timeout");
+    base.max_buffer = 2 * tcp_table::kMaxRequestLine + socketmap::kMaxRequest;
+    for (const auto& d : defs_) {
+        if (d.tcp_listen.empty()) continue;
+        std::string err;
+        auto spec = ListenSpec::parse(d.tcp_listen, &err);
+        if (!spec) config_.fail("tablemap_tcp", err);
+        auto opt = base;
+        opt.name = "tcp_table " + d.name;
+        TableService* t = table(d.name);
+        server.listen(*spec, opt, [this, t](Connection& c) { return serve_tcp_table(c, *t); });
+    }
+    auto sm = config_.get("tablemap_socketmap");
+    if (!sm.empty()) {
+        std::string err;
+        auto spec = ListenSpec::parse(sm, &err);
+        if (!spec) config_.fail("tablemap_socketmap", err);
+        auto opt = base;
+        opt.name = "socketmap";
+        server.listen(*spec, opt, [this](Connection& c) { return serve_socketmap(c); });
+    }
+    directories_->start_watching();
+}
+
+// Requests already in the buffer are answered together in one write, so a
+// client that pipelines gets one reply packet per batch. A client that does
+// not read blocks only its own connection, until the idle timeout.
+awaitable<void> Tablemap::serve_tcp_table(Connection& c, TableService& t) {
+    std::string out;
+    for (;;) {
+        bool close = false;
+        for (;;) {
+            std::size_t consumed = 0;
+            auto req = tcp_table::parse_request(c.buffer(), consumed);
+            if (!req) break;
+            c.consume(consumed);
+            if (!req->ok) {
+                out += req->reply;
+                if (req->close) { close = true; break; }
+                continue;
+            }
+            out += tcp_table::format_reply(co_await t.lookup(std::move(req->key)));
+        }
+        if (!out.empty()) {
+            if (!co_await c.write(out)) co_return;
+            out.clear();
+        }
+        if (close || !co_await c.read_more()) co_return;
+    }
+}
+
+awaitable<void> Tablemap::serve_socketmap(Connection& c) {
+    std::string out;
+    for (;;) {
+        bool close = false;
+        for (;;) {
+            std::size_t consumed = 0;
+            auto req = socketmap::parse_request(c.buffer(), consumed);
+            if (!req) break;
+            c.consume(consumed);
+            if (!req->ok) {
+                out += req->reply;
+                if (req->close) { close = true; break; }
+                continue;
+            }
+            TableService* t = table(req->name);
+            if (!t) {
+                out += socketmap::format_reply(Lookup::perm_fail("no such table: " + printable(req->name, 60)));
+                continue;
+            }
+            out += socketmap::format_reply(co_await t->lookup(std::move(req->key)));
+        }
+        if (!out.empty()) {
+            if (!co_await c.write(out)) co_return;
+            out.clear();
+        }
+        if (close || !co_await c.read_more()) co_return;
+    }
+}
+
+}  // namespace mailgrid
