@@ -1,0 +1,83 @@
+#include <doctest/doctest.h>
+
+#include "auth/password.hpp"
+#include "cache/lru_cache.hpp"
+#include "metrics/metrics.hpp"
+#include "util/base64.hpp"
+#include "util/strings.hpp"
+
+using namespace mailgrid;
+
+TEST_CASE("durations, sizes, booleans as Postfix writes them") {
+    CHECK(parse_duration("10") == std::chrono::seconds(10));
+    CHECK(parse_duration("5m") == std::chrono::minutes(5));
+    CHECK(parse_duration("250ms") == std::chrono::milliseconds(250));
+    CHECK(parse_duration("10", 'm') == std::chrono::minutes(10));
+    CHECK_FALSE(parse_duration("ten"));
+    CHECK(parse_size("2G") == 2ULL << 30);
+    CHECK(parse_bool("Yes") == true);
+    CHECK_FALSE(parse_bool("maybe"));
+    CHECK(split_list("a, b\tc,,d") == std::vector<std::string>{"a", "b", "c", "d"});
+}
+
+TEST_CASE("UTF-8 validation") {
+    CHECK(valid_utf8("caf\xc3\xa9"));
+    CHECK_FALSE(valid_utf8("caf\xc3"));
+    CHECK_FALSE(valid_utf8("\xc0\x80"));        // overlong NUL
+    CHECK_FALSE(valid_utf8("\xed\xa0\x80"));    // surrogate
+    CHECK(valid_utf8("\xf0\x9f\x93\xa7"));
+}
+
+TEST_CASE("base64 round trip and strictness") {
+    for (const std::string& s : std::vector<std::string>{"", "a", "ab", "abc", "abcd", std::string("\0\xff\x10", 3)})
+        CHECK(base64_decode(base64_encode(s)) == s);
+    CHECK_FALSE(base64_decode("ab$c"));
+}
+
+TEST_CASE("LRU cache: TTL, capacity, recency") {
+    using C = LruCache<int>;
+    C c(2);
+    auto t0 = std::chrono::steady_clock::now();
+    c.put("a", 1, std::chrono::seconds(10), t0);
+    c.put("b", 2, std::chrono::seconds(1), t0);
+    CHECK(c.get("a", t0) == 1);  // a is now most recent
+    c.put("c", 3, std::chrono::seconds(10), t0);  // evicts b
+    CHECK_FALSE(c.get("b", t0));
+    CHECK(c.get("c", t0 + std::chrono::seconds(5)) == 3);
+    CHECK_FALSE(c.get("c", t0 + std::chrono::seconds(10)));  // expired: never outlives its TTL
+    c.put("z", 9, std::chrono::seconds(0), t0);
+    CHECK_FALSE(c.get("z", t0));
+}
+
+TEST_CASE("password schemes") {
+    // {SSHA} of "secret" with salt "salt" (OpenLDAP slappasswd -s secret
+    // style, computed independently with Python's hashlib).
+    CHECK(verify_password("{SSHA}gVK8WC9YyFT1gMsQHTGCgT3sSv5zYWx0", "secret") == PasswordCheck::Match);
+    CHECK(verify_password("{SSHA}gVK8WC9YyFT1gMsQHTGCgT3sSv5zYWx0", "Secret") == PasswordCheck::Mismatch);
+    CHECK(verify_password("{CRYPT}$6$saltsalt$TVLlQcbpFVof5W3Yz4DTP6gRstiNuHwwTt6GLc1E5n0U0aDehy0S5knV8wiOQSpT0Y77vwPZN.Pq.H91p5hVO1",
+                          "secret") == PasswordCheck::Match);
+    CHECK(verify_password("plain", "plain") == PasswordCheck::Match);
+    CHECK(verify_password("{CLEARTEXT}plain", "plain") == PasswordCheck::Match);
+    CHECK(verify_password("{NOPE}x", "x") == PasswordCheck::UnsupportedScheme);
+    auto s = hash_ssha512("pässwörd");
+    CHECK(password_scheme(s) == "SSHA512");
+    CHECK(verify_password(s, "pässwörd") == PasswordCheck::Match);
+    CHECK(verify_password(s, "passwörd") == PasswordCheck::Mismatch);
+    auto a = hash_argon2("pw");
+    CHECK(verify_password(a, "pw") == PasswordCheck::Match);
+    CHECK(verify_password(a, "pW") == PasswordCheck::Mismatch);
+    std::string secret = "hunter2";
+    secure_wipe(secret);
+    CHECK(secret.empty());
+}
+
+TEST_CASE("metrics exposition") {
+    MetricsRegistry m;
+    m.counter("x_total", "things", {{"table", "v"}}).inc(3);
+    m.histogram("lat_seconds", "latency", {}, {0.1, 1}).observe(0.5);
+    auto text = m.render();
+    CHECK(text.find("# TYPE x_total counter\nx_total{table=\"v\"} 3\n") != std::string::npos);
+    CHECK(text.find("lat_seconds_bucket{le=\"0.10000000000000001\"} 0") != std::string::npos);
+    CHECK(text.find("lat_seconds_bucket{le=\"1\"} 1") != std::string::npos);
+    CHECK(text.find("lat_seconds_count 1") != std::string::npos);
+}
