@@ -154,7 +154,11 @@ awaitable<void> Tablemap::serve_tcp_table(Connection& c, TableService& t) {
             if (!co_await c.write(out)) co_return;
             out.clear();
         }
-        if (close || !co_await c.read_more()) co_return;
+        if (close) {
+            co_await c.linger_close();
+            co_return;
+        }
+        if (!co_await c.read_more()) co_return;
     }
 }
 
@@ -183,7 +187,11 @@ awaitable<void> Tablemap::serve_socketmap(Connection& c) {
             if (!co_await c.write(out)) co_return;
             out.clear();
         }
-        if (close || !co_await c.read_more()) co_return;
+        if (close) {
+            co_await c.linger_close();
+            co_return;
+        }
+        if (!co_await c.read_more()) co_return;
     }
 }
 

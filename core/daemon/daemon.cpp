@@ -94,8 +94,8 @@ void serve_metrics(Server& server, const SuiteConfig& c, const std::string& para
     opt.max_connections = 64;
     opt.idle_timeout = std::chrono::seconds(30);
     opt.max_buffer = 65536;
-    server.listen(*spec, opt, [&metrics, healthy](Connection& conn) -> awaitable<void> {
-        co_await serve_http(conn, [&metrics, healthy](const http::Request& req, Connection&) -> awaitable<http::Response> {
+    auto handler = std::make_shared<HttpHandler>(
+        [&metrics, healthy](const http::Request& req, Connection&) -> awaitable<http::Response> {
             http::Response r;
             auto path = req.path();
             if (path == "/metrics") {
@@ -111,7 +111,7 @@ void serve_metrics(Server& server, const SuiteConfig& c, const std::string& para
             }
             co_return r;
         });
-    });
+    server.listen(*spec, opt, [handler](Connection& conn) { return serve_http(conn, *handler); });
 }
 
 void run_until_signal(asio::io_context& io, std::function<void()> on_stop, std::function<void()> on_reload) {

@@ -294,8 +294,8 @@ awaitable<void> LdapDirectory::connect(Pool& pool) {
     auto server = server_;
     bool service_bind = pool.service_bind;
     auto options = options_;
-    ConnectOutcome outcome =
-        co_await run_blocking([server, service_bind, options]() { return connect_blocking(server, service_bind, options); });
+    auto job = [server, service_bind, options]() { return connect_blocking(server, service_bind, options); };
+    ConnectOutcome outcome = co_await run_blocking(std::move(job));
     if (!*alive) {
         if (outcome.ld) ldap_unbind_ext(outcome.ld, nullptr, nullptr);
         co_return;

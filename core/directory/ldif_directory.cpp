@@ -247,7 +247,8 @@ awaitable<void> LdifDirectory::watch() {
         // from the event loop.
         co_await sleep_for(std::chrono::milliseconds(50));
         now = stamp();
-        auto outcome = co_await run_blocking([path = path_]() { return load_file(path); });
+        auto job = [path = path_]() { return load_file(path); };
+        auto outcome = co_await run_blocking(std::move(job));
         adopt(std::move(outcome), now);
     }
 }
@@ -264,13 +265,14 @@ awaitable<BindResult> LdifDirectory::bind_check(std::string dn, std::string pass
     const auto* stored = e->values("userPassword");
     if (!stored || stored->empty()) co_return BindResult{BindOutcome::InvalidCredentials, "no userPassword"};
     auto hashes = *stored;
-    bool ok = co_await run_blocking([hashes, pw = std::move(password)]() mutable {
+    auto job = [hashes, pw = std::move(password)]() mutable {
         bool match = false;
         for (const auto& h : hashes)
             if (verify_password(h, pw) == PasswordCheck::Match) { match = true; break; }
         secure_wipe(pw);
         return match;
-    });
+    };
+    bool ok = co_await run_blocking(std::move(job));
     co_return ok ? BindResult{BindOutcome::Ok, {}} : BindResult{BindOutcome::InvalidCredentials, "password mismatch"};
 }
 

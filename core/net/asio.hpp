@@ -27,11 +27,18 @@ namespace mailgrid {
 // set-up, password hashing, file loading.
 asio::thread_pool& blocking_pool();
 
+// GCC 12 destroys aggregate temporaries (brace-initialised structs,
+// lambdas) that appear inside a co_await expression twice. Name them first:
+//     auto job = [..] { .. };
+//     auto r = co_await run_blocking(std::move(job));
+template <typename F>
+awaitable<decltype(std::declval<F&>()())> run_blocking_body(F f) {
+    co_return f();
+}
+
 template <typename F>
 auto run_blocking(F f) -> awaitable<decltype(f())> {
-    using R = decltype(f());
-    co_return co_await asio::co_spawn(
-        blocking_pool(), [f = std::move(f)]() mutable -> awaitable<R> { co_return f(); }, use_awaitable);
+    co_return co_await asio::co_spawn(blocking_pool(), run_blocking_body(std::move(f)), use_awaitable);
 }
 
 }  // namespace mailgrid

@@ -89,6 +89,22 @@ awaitable<bool> Connection::wait_readable(std::chrono::milliseconds within) {
     co_return r.index() == 0 && !ec1;
 }
 
+awaitable<void> Connection::linger_close() {
+    if (io_->closed) co_return;
+    asio::error_code ec;
+    io_->socket.shutdown(asio::socket_base::shutdown_send, ec);
+    idle_ = std::chrono::milliseconds(1000);
+    touch();
+    std::array<char, 16384> sink;
+    std::size_t total = 0;
+    while (!io_->closed && total < (4u << 20)) {
+        std::size_t n = co_await io_->socket.async_read_some(asio::buffer(sink), asio::redirect_error(use_awaitable, ec));
+        if (ec || n == 0) break;
+        total += n;
+    }
+    close();
+}
+
 void Connection::close() {
     if (io_->closed) return;
     io_->closed = true;
@@ -162,6 +178,17 @@ void Server::stop() {
     }
 }
 
+awaitable<void> Server::serve_connection(Listener& l, std::shared_ptr<std::size_t> active, Socket s) {
+    Connection c(std::move(s), l.options.idle_timeout, l.options.max_buffer);
+    try {
+        co_await l.handler(c);
+    } catch (const std::exception& e) {
+        log::warning("%s: %s: %s", l.options.name.c_str(), c.peer().c_str(), e.what());
+    }
+    c.close();
+    --*active;
+}
+
 awaitable<void> Server::accept_loop(Listener& l) {
     auto active = active_;
     std::chrono::steady_clock::time_point last_warning{};
@@ -188,19 +215,7 @@ awaitable<void> Server::accept_loop(Listener& l) {
             s.set_option(asio::ip::tcp::no_delay(true), ec);
         }
         ++*active;
-        asio::co_spawn(
-            io_,
-            [&l, active, s = std::move(s)]() mutable -> awaitable<void> {
-                Connection c(std::move(s), l.options.idle_timeout, l.options.max_buffer);
-                try {
-                    co_await l.handler(c);
-                } catch (const std::exception& e) {
-                    log::warning("%s: %s: %s", l.options.name.c_str(), c.peer().c_str(), e.what());
-                }
-                c.close();
-                --*active;
-            },
-            asio::detached);
+        asio::co_spawn(io_, serve_connection(l, active, std::move(s)), asio::detached);
     }
 }
 

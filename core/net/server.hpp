@@ -37,6 +37,10 @@ public:
     // protocol that allows an optional trailing field.
     awaitable<bool> wait_readable(std::chrono::milliseconds within);
     void close();
+    // Half-close after a final error reply, and read and drop what the
+    // peer is still sending (up to a second), so the reply is not lost to
+    // a reset.
+    awaitable<void> linger_close();
     bool is_open() const { return !io_->closed && io_->socket.is_open(); }
     const std::string& peer() const { return peer_; }
     Socket& socket() { return io_->socket; }
@@ -92,6 +96,7 @@ private:
         std::unique_ptr<asio::basic_socket_acceptor<asio::generic::stream_protocol>> acceptor;
     };
     awaitable<void> accept_loop(Listener& l);
+    static awaitable<void> serve_connection(Listener& l, std::shared_ptr<std::size_t> active, Socket s);
 
     asio::io_context& io_;
     std::vector<std::unique_ptr<Listener>> listeners_;
