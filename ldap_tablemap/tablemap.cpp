@@ -54,6 +54,7 @@ std::vector<TableDefinition> table_definitions(const SuiteConfig& c) {
             auto s = parse_lookup_style(it->second);
             if (!s) c.fail("tablemap_style", "unknown lookup style \"" + it->second + "\" for table " + name);
             d.style = *s;
+            d.style_explicit = true;
         }
         if (auto it = tcp.find(name); it != tcp.end()) d.tcp_listen = it->second;
         defs.push_back(std::move(d));
@@ -92,7 +93,7 @@ void Tablemap::load(std::vector<std::string>& warnings) {
         auto opts = base;
         opts.style = d.style;
         auto table = std::make_unique<LdapTable>(d.name, std::move(cfg), dir);
-        if (opts.style != LookupStyle::Exact && table->config().templates.uses_key_parts())
+        if (d.style_explicit && opts.style != LookupStyle::Exact && table->config().templates.uses_key_parts())
             warnings.push_back(d.file + ": table " + d.name + " uses %u/%d/%1..%9, so Postfix would query only the "
                                         "full key; style " + lookup_style_name(opts.style) + " adds no fallbacks");
         tables_[d.name] = std::make_unique<TableService>(d.name, std::move(table), opts, cache_.get(), metrics_);

@@ -21,6 +21,7 @@ struct TableDefinition {
     std::string name;
     std::string file;
     LookupStyle style = LookupStyle::Exact;
+    bool style_explicit = false;  // from tablemap_style, not from the name
     std::string tcp_listen;  // "" = no tcp_table listener
 };
 

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages mailgrid needs, as root.
+#   deploy/install-deps.sh build   compilers and libraries only
+#   deploy/install-deps.sh demo    build + Postfix and swaks for the demo
+#   deploy/install-deps.sh all     everything the test suite runs against
+# Services that the packages would start (Postfix on :25, slapd, Redis,
+# Cyrus, nginx) are kept from starting: the suite starts its own, on
+# loopback, from temporary directories.
+set -euo pipefail
+
+what=${1:-all}
+build_pkgs=(build-essential cmake ninja-build pkg-config python3
+    libldap-dev libsasl2-dev libmilter-dev libhiredis-dev doctest-dev libasio-dev libssl-dev
+    libcrypt-dev libargon2-dev libcli11-dev liblmdb-dev)
+demo_pkgs=(postfix swaks)
+test_pkgs=(clang libclang-rt-14-dev slapd ldap-utils postfix postfix-ldap redis-server swaks sasl2-bin
+    libsasl2-modules cyrus-imapd cyrus-pop3d cyrus-murder cyrus-admin cyrus-clients nginx libnginx-mod-mail maildrop
+    dpkg-dev)
+
+case $what in
+    build) pkgs=("${build_pkgs[@]}") ;;
+    demo) pkgs=("${build_pkgs[@]}" "${demo_pkgs[@]}") ;;
+    all) pkgs=("${build_pkgs[@]}" "${test_pkgs[@]}") ;;
+    *) echo "usage: $0 build|demo|all" >&2; exit 64 ;;
+esac
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "$0: run as root (apt-get install)" >&2
+    exit 77
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+echo "slapd slapd/no_configuration boolean true" | debconf-set-selections
+
+policy=/usr/sbin/policy-rc.d
+own_policy=no
+if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' > "$policy"
+    chmod 755 "$policy"
+    own_policy=yes
+fi
+trap '[ "$own_policy" = yes ] && rm -f "$policy"' EXIT
+
+export DEBIAN_FRONTEND=noninteractive
+apt-get -o DPkg::Lock::Timeout=600 update -qq
+apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${missing[@]}" >/dev/null
+echo "installed: ${missing[*]}"
