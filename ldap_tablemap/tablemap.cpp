@@ -73,7 +73,10 @@ Tablemap::Tablemap(asio::io_context& io, const SuiteConfig& config, MetricsRegis
                                                        config_.get_duration("ldif_reload_interval"), metrics_);
     if (with_cache) {
         if (auto ro = RedisOptions::from_config(config_)) redis_ = std::make_unique<RedisClient>(io_, *ro);
-        cache_ = std::make_unique<LookupCache>(CachePolicy::from_config(config_), redis_.get(), config_.get("redis_prefix"));
+        cache_.enabled = true;
+        cache_.policy = CachePolicy::from_config(config_);
+        cache_.redis = redis_.get();
+        cache_.redis_prefix = config_.get("redis_prefix");
     }
 }
 
@@ -96,7 +99,7 @@ void Tablemap::load(std::vector<std::string>& warnings) {
         if (d.style_explicit && opts.style != LookupStyle::Exact && table->config().templates.uses_key_parts())
             warnings.push_back(d.file + ": table " + d.name + " uses %u/%d/%1..%9, so Postfix would query only the "
                                         "full key; style " + lookup_style_name(opts.style) + " adds no fallbacks");
-        tables_[d.name] = std::make_unique<TableService>(d.name, std::move(table), opts, cache_.get(), metrics_);
+        tables_[d.name] = std::make_unique<TableService>(d.name, std::move(table), opts, cache_, metrics_);
     }
 }
 
@@ -149,7 +152,8 @@ awaitable<void> Tablemap::serve_tcp_table(Connection& c, TableService& t) {
                 if (req->close) { close = true; break; }
                 continue;
             }
-            out += tcp_table::format_reply(co_await t.lookup(std::move(req->key)));
+            if (const Lookup* hit = t.cached(req->key)) out += tcp_table::format_reply(*hit);
+            else out += tcp_table::format_reply(co_await t.lookup(std::move(req->key)));
         }
         if (!out.empty()) {
             if (!co_await c.write(out)) co_return;
@@ -182,7 +186,8 @@ awaitable<void> Tablemap::serve_socketmap(Connection& c) {
                 out += socketmap::format_reply(Lookup::perm_fail("no such table: " + printable(req->name, 60)));
                 continue;
             }
-            out += socketmap::format_reply(co_await t->lookup(std::move(req->key)));
+            if (const Lookup* hit = t->cached(req->key)) out += socketmap::format_reply(*hit);
+            else out += socketmap::format_reply(co_await t->lookup(std::move(req->key)));
         }
         if (!out.empty()) {
             if (!co_await c.write(out)) co_return;

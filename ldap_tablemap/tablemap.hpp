@@ -52,7 +52,7 @@ private:
     std::vector<TableDefinition> defs_;
     std::unique_ptr<DirectoryRegistry> directories_;
     std::unique_ptr<RedisClient> redis_;
-    std::unique_ptr<LookupCache> cache_;
+    CacheSetup cache_;
     std::map<std::string, std::unique_ptr<TableService>> tables_;
 };
 

@@ -23,16 +23,22 @@ public:
     explicit LruCache(std::size_t capacity) : capacity_(capacity) {}
 
     std::optional<V> get(const std::string& key, time_point now = Clock::now()) {
+        const V* v = find(key, now);
+        return v ? std::optional<V>(*v) : std::nullopt;
+    }
+
+    // The cached value, valid until the cache is next changed.
+    const V* find(const std::string& key, time_point now = Clock::now()) {
         auto it = index_.find(key);
-        if (it == index_.end()) return std::nullopt;
+        if (it == index_.end()) return nullptr;
         auto node = it->second;
         if (node->expires <= now) {
             items_.erase(node);
             index_.erase(it);
-            return std::nullopt;
+            return nullptr;
         }
         items_.splice(items_.begin(), items_, node);
-        return node->value;
+        return &node->value;
     }
 
     void put(const std::string& key, V value, std::chrono::milliseconds ttl, time_point now = Clock::now()) {

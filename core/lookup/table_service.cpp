@@ -26,23 +26,11 @@ std::int64_t wall_ms() {
 }
 }  // namespace
 
-std::string LookupCache::redis_key(const std::string& table, const std::string& key) const {
-    return prefix_ + "t:" + table + ":" + key;
-}
-
 // Redis values carry their own expiry ("<unix ms> F<value>" or "<unix ms>
 // N") so a copy taken into a local cache never outlives the original.
-awaitable<std::optional<Lookup>> LookupCache::get(const std::string& table, const std::string& key, Source& source) {
-    source = Source::None;
-    std::string k = table;
-    k.push_back('\0');
-    k += key;
-    if (auto v = local_.get(k)) {
-        source = Source::Local;
-        co_return v;
-    }
+awaitable<std::optional<Lookup>> LookupCache::shared(const std::string& key) {
     if (!redis_ || !redis_->available()) co_return std::nullopt;
-    std::vector<std::string> args{std::string("GET"), redis_key(table, key)};
+    std::vector<std::string> args{std::string("GET"), redis_key(key)};
     auto reply = co_await redis_->command(std::move(args));
     if (!reply || reply->type != RedisReply::Type::String) co_return std::nullopt;
     const auto& s = reply->str;
@@ -54,22 +42,18 @@ awaitable<std::optional<Lookup>> LookupCache::get(const std::string& table, cons
     if (remaining <= 0) co_return std::nullopt;
     Lookup l = s[sp + 1] == 'F' ? Lookup::found(s.substr(sp + 2)) : Lookup::not_found();
     auto ttl = l.ok() ? policy_.ttl : policy_.negative_ttl;
-    local_.put(k, l, std::min(ttl, std::chrono::milliseconds(remaining)));
-    source = Source::Redis;
+    local_.put(key, l, std::min(ttl, std::chrono::milliseconds(remaining)));
     co_return l;
 }
 
-void LookupCache::put(const std::string& table, const std::string& key, const Lookup& value) {
+void LookupCache::put(const std::string& key, const Lookup& value) {
     if (value.status != Status::Found && value.status != Status::NotFound) return;  // never cache failures
     auto ttl = value.ok() ? policy_.ttl : policy_.negative_ttl;
     if (ttl.count() <= 0) return;
-    std::string k = table;
-    k.push_back('\0');
-    k += key;
-    local_.put(k, value, ttl);
+    local_.put(key, value, ttl);
     if (!redis_ || !redis_->available()) return;
     std::string v = std::to_string(wall_ms() + ttl.count()) + (value.ok() ? " F" + value.value : std::string(" N"));
-    std::vector<std::string> args{std::string("SET"), redis_key(table, key), std::move(v), "PX", std::to_string(ttl.count())};
+    std::vector<std::string> args{std::string("SET"), redis_key(key), std::move(v), "PX", std::to_string(ttl.count())};
     asio::co_spawn(
         redis_->executor(),
         [](RedisClient* r, std::vector<std::string> a) -> awaitable<void> { co_await r->command(std::move(a)); }(
@@ -77,20 +61,19 @@ void LookupCache::put(const std::string& table, const std::string& key, const Lo
         asio::detached);
 }
 
-awaitable<void> LookupCache::invalidate(const std::string& table, const std::string& key) {
-    std::string k = table;
-    k.push_back('\0');
-    k += key;
-    local_.erase(k);
+awaitable<void> LookupCache::invalidate(const std::string& key) {
+    local_.erase(key);
     if (redis_) {
-        std::vector<std::string> args{std::string("DEL"), redis_key(table, key)};
+        std::vector<std::string> args{std::string("DEL"), redis_key(key)};
         co_await redis_->command(std::move(args));
     }
 }
 
-TableService::TableService(std::string name, std::unique_ptr<LdapTable> table, TableOptions options, LookupCache* cache,
-                           MetricsRegistry* metrics)
-    : name_(std::move(name)), table_(std::move(table)), options_(std::move(options)), cache_(cache) {
+TableService::TableService(std::string name, std::unique_ptr<LdapTable> table, TableOptions options,
+                           const CacheSetup& cache, MetricsRegistry* metrics)
+    : name_(std::move(name)), table_(std::move(table)), options_(std::move(options)) {
+    if (cache.enabled && cache.policy.size > 0)
+        cache_ = std::make_unique<LookupCache>(name_, cache.policy, cache.redis, cache.redis_prefix);
     // Postfix queries a table whose templates use %u, %d, %1... with the
     // full key only ("pattern" table); only "fixed" tables get partial keys.
     partial_keys_ = !table_->config().templates.uses_key_parts();
@@ -136,29 +119,41 @@ awaitable<Lookup> TableService::resolve(const std::string& key) {
     co_return Lookup::not_found();
 }
 
-awaitable<Lookup> TableService::lookup(std::string key) {
-    auto start = Clock::now();
-    LookupCache::Source source = LookupCache::Source::None;
-    std::optional<Lookup> cached;
-    if (cache_) cached = co_await cache_->get(name_, key, source);
-    Lookup r;
-    if (cached) {
-        r = std::move(*cached);
-        if (source == LookupCache::Source::Local && m_hits_local_) m_hits_local_->inc();
-        if (source == LookupCache::Source::Redis && m_hits_redis_) m_hits_redis_->inc();
-    } else {
-        if (m_misses_) m_misses_->inc();
-        r = co_await resolve(key);
-        if (cache_) cache_->put(name_, key, r);
-    }
-    if (r.status == Status::Found && r.value.empty()) r = Lookup::not_found();
+void TableService::count(const Lookup& r) {
     switch (r.status) {
         case Status::Found: if (m_found_) m_found_->inc(); break;
         case Status::NotFound: if (m_notfound_) m_notfound_->inc(); break;
-        default:
-            if (m_tempfail_) m_tempfail_->inc();
-            note_failure(key, r.value);
+        default: if (m_tempfail_) m_tempfail_->inc();
     }
+}
+
+const Lookup* TableService::cached(const std::string& key) {
+    if (!cache_) return nullptr;
+    const Lookup* r = cache_->local(key);
+    if (!r) return nullptr;
+    if (m_hits_local_) m_hits_local_->inc();
+    count(*r);
+    if (m_latency_) m_latency_->observe(0);  // answered without waiting: the first bucket
+    return r;
+}
+
+awaitable<Lookup> TableService::lookup(std::string key) {
+    if (const Lookup* hit = cached(key)) co_return *hit;
+    auto start = Clock::now();
+    std::optional<Lookup> shared;
+    if (cache_) shared = co_await cache_->shared(key);
+    Lookup r;
+    if (shared) {
+        r = std::move(*shared);
+        if (m_hits_redis_) m_hits_redis_->inc();
+    } else {
+        if (m_misses_) m_misses_->inc();
+        r = co_await resolve(key);
+        if (r.status == Status::Found && r.value.empty()) r = Lookup::not_found();
+        if (cache_) cache_->put(key, r);
+    }
+    count(r);
+    if (r.status == Status::TempFail || r.status == Status::PermFail) note_failure(key, r.value);
     if (m_latency_) m_latency_->observe(std::chrono::duration<double>(Clock::now() - start).count());
     if (log::verbose() > 0)
         log::debug("table %s: %s -> %s%s%s", name_.c_str(), printable(key, 200).c_str(), status_name(r.status),

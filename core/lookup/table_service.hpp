@@ -25,25 +25,35 @@ struct CachePolicy {
     static CachePolicy from_config(const SuiteConfig& c);
 };
 
-// One cache shared by the tables of a daemon; keys carry the table name.
+// The cache of one table: in process, optionally backed by Redis, which
+// every frontend shares.
 class LookupCache {
 public:
-    LookupCache(CachePolicy policy, RedisClient* redis, std::string redis_prefix)
-        : policy_(policy), local_(policy.size), redis_(redis), prefix_(std::move(redis_prefix)) {}
+    LookupCache(std::string table, CachePolicy policy, RedisClient* redis, std::string redis_prefix)
+        : table_(std::move(table)), policy_(policy), local_(policy.size), redis_(redis),
+          prefix_(std::move(redis_prefix)) {}
 
-    enum class Source { None, Local, Redis };
-    awaitable<std::optional<Lookup>> get(const std::string& table, const std::string& key, Source& source);
-    void put(const std::string& table, const std::string& key, const Lookup& value);
-    awaitable<void> invalidate(const std::string& table, const std::string& key);
-    const CachePolicy& policy() const { return policy_; }
-    RedisClient* redis() { return redis_; }
-    std::string redis_key(const std::string& table, const std::string& key) const;
+    // In-process entry (valid until the cache next changes), or null.
+    const Lookup* local(const std::string& key) { return local_.find(key); }
+    // The shared cache; copies what it finds into the local one.
+    awaitable<std::optional<Lookup>> shared(const std::string& key);
+    void put(const std::string& key, const Lookup& value);
+    awaitable<void> invalidate(const std::string& key);
+    std::string redis_key(const std::string& key) const { return prefix_ + "t:" + table_ + ":" + key; }
 
 private:
+    std::string table_;
     CachePolicy policy_;
     LruCache<Lookup> local_;
     RedisClient* redis_;
     std::string prefix_;
+};
+
+struct CacheSetup {
+    bool enabled = false;
+    CachePolicy policy;
+    RedisClient* redis = nullptr;
+    std::string redis_prefix = "mailgrid:";
 };
 
 struct TableOptions {
@@ -54,11 +64,14 @@ struct TableOptions {
 
 class TableService {
 public:
-    TableService(std::string name, std::unique_ptr<LdapTable> table, TableOptions options, LookupCache* cache,
+    TableService(std::string name, std::unique_ptr<LdapTable> table, TableOptions options, const CacheSetup& cache,
                  MetricsRegistry* metrics);
 
     // The answer for a key exactly as Postfix sent it.
     awaitable<Lookup> lookup(std::string key);
+    // The answer if the in-process cache has it: the fast path, with no
+    // coroutine and no copy. Valid until the next lookup.
+    const Lookup* cached(const std::string& key);
     const std::string& name() const { return name_; }
     LookupStyle style() const { return options_.style; }
     LdapTable& table() { return *table_; }
@@ -66,11 +79,12 @@ public:
 private:
     awaitable<Lookup> resolve(const std::string& key);
     void note_failure(const std::string& key, const std::string& why);
+    void count(const Lookup& r);
 
     std::string name_;
     std::unique_ptr<LdapTable> table_;
     TableOptions options_;
-    LookupCache* cache_;
+    std::unique_ptr<LookupCache> cache_;
     bool partial_keys_;  // Postfix would try partial keys for this table
 
     Counter* m_found_ = nullptr;

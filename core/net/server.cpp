@@ -4,6 +4,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
+
 #include "log/log.hpp"
 
 namespace mailgrid {
@@ -55,15 +58,24 @@ awaitable<void> Connection::watchdog(std::shared_ptr<Io> io) {
 }
 
 awaitable<bool> Connection::read_more() {
-    if (io_->closed || in_.size() >= max_buffer_) co_return false;
-    std::size_t old = in_.size();
-    std::size_t want = std::min<std::size_t>(65536, max_buffer_ - old);
-    in_.resize(old + want);
+    if (io_->closed || end_ - begin_ >= max_buffer_) co_return false;
+    // Make room without zero-filling on every read: grow once, then slide
+    // unconsumed bytes to the front when the tail runs out.
+    if (in_.size() - end_ < 4096) {
+        if (begin_ > 0) {
+            std::memmove(in_.data(), in_.data() + begin_, end_ - begin_);
+            end_ -= begin_;
+            begin_ = 0;
+        }
+        if (in_.size() - end_ < 4096) in_.resize(std::min(max_buffer_, std::max<std::size_t>(in_.size() * 2, 16384)));
+    }
+    std::size_t want = std::min(in_.size() - end_, max_buffer_ - (end_ - begin_));
+    if (want == 0) co_return false;
     asio::error_code ec;
-    std::size_t n = co_await io_->socket.async_read_some(asio::buffer(in_.data() + old, want),
+    std::size_t n = co_await io_->socket.async_read_some(asio::buffer(in_.data() + end_, want),
                                                          asio::redirect_error(use_awaitable, ec));
-    in_.resize(old + n);
     if (ec || n == 0) co_return false;
+    end_ += n;
     touch();
     co_return true;
 }
@@ -72,6 +84,15 @@ awaitable<bool> Connection::write(std::string_view data) {
     if (io_->closed) co_return false;
     touch();
     asio::error_code ec;
+    // Most replies fit in the socket buffer: send them now rather than
+    // through the event loop, which would cost an extra epoll round.
+    ssize_t sent = ::send(io_->socket.native_handle(), data.data(), data.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (sent < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) co_return false;
+        sent = 0;
+    }
+    data.remove_prefix(static_cast<std::size_t>(sent));
+    if (data.empty()) co_return true;
     co_await asio::async_write(io_->socket, asio::buffer(data.data(), data.size()),
                                asio::redirect_error(use_awaitable, ec));
     if (ec) co_return false;

@@ -11,6 +11,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "net/asio.hpp"
@@ -30,8 +31,12 @@ public:
     // Appends what the peer sent to buffer(). false on EOF, error, idle
     // timeout, or a buffer already at its limit.
     awaitable<bool> read_more();
-    std::string& buffer() { return in_; }
-    void consume(std::size_t n) { in_.erase(0, n); }
+    // Input received and not yet consumed.
+    std::string_view buffer() const { return std::string_view(in_.data() + begin_, end_ - begin_); }
+    void consume(std::size_t n) {
+        begin_ += n;
+        if (begin_ == end_) begin_ = end_ = 0;
+    }
     awaitable<bool> write(std::string_view data);
     // Wait until the peer sends something (or hangs up); used to answer a
     // protocol that allows an optional trailing field.
@@ -63,7 +68,8 @@ private:
     std::shared_ptr<Io> io_;
     std::chrono::milliseconds idle_;
     std::size_t max_buffer_;
-    std::string in_;
+    std::vector<char> in_;  // bytes [begin_, end_) are unconsumed
+    std::size_t begin_ = 0, end_ = 0;
     std::string peer_;
 };
 

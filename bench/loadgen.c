@@ -1,0 +1,219 @@
+/*
+ * loadgen - closed-loop load generator for mailgrid's benchmarks.
+ *
+ * N threads, one persistent connection each; every thread takes the next
+ * key from a shared list, sends one request, waits for the answer, and
+ * records the latency. A pass sends every key once.
+ *
+ *   loadgen -m tcp       -p PORT -c 64 -k keys.txt          tcp_table(5)
+ *   loadgen -m socketmap -p PORT -c 64 -k keys.txt -n NAME  socketmap_table(5)
+ *   loadgen -m ldap      -p PORT -c 64 -k keys.txt -b BASE  slapd directly:
+ *                        (mailacceptinggeneralid=KEY), attribute maildrop
+ *
+ * Prints one line: mode=... conns=... requests=... seconds=... rps=...
+ * p50_us=... p99_us=... p999_us=... found=... notfound=... errors=...
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <ldap.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *mode = "tcp", *host = "127.0.0.1", *map_name = "virtual", *base = "dc=example,dc=com";
+static int port, conns = 64, passes = 1;
+static char **keys;
+static size_t nkeys;
+static atomic_size_t next_key;
+static atomic_long found, notfound, errors;
+
+struct worker {
+    pthread_t thread;
+    double *lat;
+    size_t nlat;
+};
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int dial(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+    a.sin_addr.s_addr = htonl(0x7f000001);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        perror("connect");
+        exit(1);
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return fd;
+}
+
+static int send_all(int fd, const char *p, size_t n) {
+    while (n) {
+        ssize_t w = write(fd, p, n);
+        if (w <= 0) return -1;
+        p += w;
+        n -= w;
+    }
+    return 0;
+}
+
+/* Reads one reply; returns 1 found, 0 not found, -1 error. */
+static int read_tcp_reply(int fd, char *buf, size_t cap, size_t *have) {
+    for (;;) {
+        char *nl = memchr(buf, '\n', *have);
+        if (nl) {
+            int r = buf[0] == '2' ? 1 : buf[0] == '5' ? 0 : -1;
+            size_t used = nl - buf + 1;
+            memmove(buf, nl + 1, *have - used);
+            *have -= used;
+            return r;
+        }
+        ssize_t n = read(fd, buf + *have, cap - *have);
+        if (n <= 0) return -1;
+        *have += n;
+    }
+}
+
+static int read_netstring_reply(int fd, char *buf, size_t cap, size_t *have) {
+    for (;;) {
+        char *colon = memchr(buf, ':', *have);
+        if (colon) {
+            size_t len = strtoul(buf, NULL, 10);
+            size_t total = (colon - buf) + 1 + len + 1;
+            if (*have >= total) {
+                int r = !strncmp(colon + 1, "OK ", 3) ? 1 : !strncmp(colon + 1, "NOTFOUND", 8) ? 0 : -1;
+                memmove(buf, buf + total, *have - total);
+                *have -= total;
+                return r;
+            }
+        }
+        ssize_t n = read(fd, buf + *have, cap - *have);
+        if (n <= 0) return -1;
+        *have += n;
+    }
+}
+
+static void *run(void *arg) {
+    struct worker *w = arg;
+    size_t cap = 1 << 20;
+    char *buf = malloc(cap), *req = malloc(65536);
+    size_t have = 0;
+    int fd = -1;
+    LDAP *ld = NULL;
+    if (!strcmp(mode, "ldap")) {
+        char uri[256];
+        snprintf(uri, sizeof uri, "ldap://%s:%d/", host, port);
+        int v3 = LDAP_VERSION3;
+        if (ldap_initialize(&ld, uri) != LDAP_SUCCESS) exit(1);
+        ldap_set_option(ld, LDAP_OPT_PROTOCOL_VERSION, &v3);
+        if (ldap_connect(ld) != LDAP_SUCCESS) {
+            fprintf(stderr, "ldap connect failed\n");
+            exit(1);
+        }
+    } else {
+        fd = dial();
+    }
+    char *attrs[] = {"maildrop", NULL};
+    for (;;) {
+        size_t i = atomic_fetch_add(&next_key, 1);
+        if (i >= nkeys * passes) break;
+        const char *key = keys[i % nkeys];
+        double t0 = now();
+        int r;
+        if (ld) {
+            char filter[8192];
+            snprintf(filter, sizeof filter, "(mailacceptinggeneralid=%s)", key);
+            LDAPMessage *res = NULL;
+            int rc = ldap_search_ext_s(ld, base, LDAP_SCOPE_SUBTREE, filter, attrs, 0, NULL, NULL, NULL, 0, &res);
+            r = rc != LDAP_SUCCESS ? -1 : ldap_count_entries(ld, res) > 0;
+            if (res) ldap_msgfree(res);
+        } else if (!strcmp(mode, "tcp")) {
+            int n = snprintf(req, 65536, "get %s\n", key);
+            r = send_all(fd, req, n) ? -1 : read_tcp_reply(fd, buf, cap, &have);
+        } else {
+            char payload[8192];
+            int pl = snprintf(payload, sizeof payload, "%s %s", map_name, key);
+            int n = snprintf(req, 65536, "%d:%s,", pl, payload);
+            r = send_all(fd, req, n) ? -1 : read_netstring_reply(fd, buf, cap, &have);
+        }
+        w->lat[w->nlat++] = now() - t0;
+        if (r == 1) atomic_fetch_add(&found, 1);
+        else if (r == 0) atomic_fetch_add(&notfound, 1);
+        else atomic_fetch_add(&errors, 1);
+    }
+    if (ld) ldap_unbind_ext(ld, NULL, NULL);
+    if (fd >= 0) close(fd);
+    free(buf);
+    free(req);
+    return NULL;
+}
+
+static int cmp(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+int main(int argc, char **argv) {
+    const char *keyfile = NULL;
+    int opt;
+    while ((opt = getopt(argc, argv, "m:h:p:c:k:n:b:P:")) != -1) {
+        switch (opt) {
+            case 'm': mode = optarg; break;
+            case 'h': host = optarg; break;
+            case 'p': port = atoi(optarg); break;
+            case 'c': conns = atoi(optarg); break;
+            case 'k': keyfile = optarg; break;
+            case 'n': map_name = optarg; break;
+            case 'b': base = optarg; break;
+            case 'P': passes = atoi(optarg); break;
+            default:
+                fprintf(stderr, "usage: loadgen -m tcp|socketmap|ldap -p PORT [-c CONNS] -k KEYS [-n MAP] [-b BASE] [-P PASSES]\n");
+                return 64;
+        }
+    }
+    if (!keyfile || !port) return 64;
+    FILE *f = fopen(keyfile, "r");
+    if (!f) { perror(keyfile); return 66; }
+    size_t cap = 1024;
+    keys = malloc(cap * sizeof *keys);
+    char line[8192];
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\r\n")] = 0;
+        if (!*line) continue;
+        if (nkeys == cap) keys = realloc(keys, (cap *= 2) * sizeof *keys);
+        keys[nkeys++] = strdup(line);
+    }
+    fclose(f);
+    struct worker *ws = calloc(conns, sizeof *ws);
+    size_t per = nkeys * passes + 1;
+    for (int i = 0; i < conns; i++) ws[i].lat = malloc(per * sizeof(double));
+    double t0 = now();
+    for (int i = 0; i < conns; i++) pthread_create(&ws[i].thread, NULL, run, &ws[i]);
+    for (int i = 0; i < conns; i++) pthread_join(ws[i].thread, NULL);
+    double elapsed = now() - t0;
+    size_t total = 0;
+    for (int i = 0; i < conns; i++) total += ws[i].nlat;
+    double *all = malloc((total + 1) * sizeof(double));
+    size_t k = 0;
+    for (int i = 0; i < conns; i++)
+        for (size_t j = 0; j < ws[i].nlat; j++) all[k++] = ws[i].lat[j];
+    qsort(all, total, sizeof(double), cmp);
+#define PCT(p) (total ? all[(size_t)((p) * (total - 1))] * 1e6 : 0)
+    printf("mode=%s conns=%d requests=%zu seconds=%.3f rps=%.0f p50_us=%.0f p99_us=%.0f p999_us=%.0f "
+           "found=%ld notfound=%ld errors=%ld\n",
+           mode, conns, total, elapsed, total / elapsed, PCT(0.50), PCT(0.99), PCT(0.999), (long)found,
+           (long)notfound, (long)errors);
+    return errors ? 1 : 0;
+}
