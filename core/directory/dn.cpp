@@ -71,8 +71,11 @@ std::optional<std::string> normalize_dn(std::string_view dn) {
         out += type;
         out.push_back('=');
         std::string lower = to_lower(value);
-        for (unsigned char c : lower) {
-            if (special(c)) {
+        for (std::size_t k = 0; k < lower.size(); ++k) {
+            auto c = static_cast<unsigned char>(lower[k]);
+            // Leading and trailing spaces escaped (RFC 4514), or reading the
+            // normalised form back would trim them.
+            if (special(c) || (c == ' ' && (k == 0 || k + 1 == lower.size()))) {
                 out.push_back('\\');
                 out.push_back(kHex[c >> 4]);
                 out.push_back(kHex[c & 15]);

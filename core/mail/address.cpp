@@ -100,6 +100,7 @@ std::vector<Probe> probe_keys(std::string_view key, LookupStyle style, std::stri
             std::size_t p;
             while ((p = net.rfind('.')) != std::string_view::npos) {
                 net = net.substr(0, p);
+                if (net.empty()) break;  // ".1.2.3"
                 out.push_back({Probe::Kind::Network, std::string(net), {}});
             }
         } else if (looks_like_ipv6(key)) {

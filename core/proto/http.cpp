@@ -56,7 +56,8 @@ Parsed parse_request(std::string_view buf, std::size_t max_head) {
         if (i + 2 < buf.size() && buf[i + 1] == '\r' && buf[i + 2] == '\n') { end = i + 1; body_start = i + 3; break; }
     }
     if (end == std::string_view::npos) {
-        if (buf.size() > max_head) return error(431, "request header too large", buf.size());
+        // +1: the buffer may end in "\n\r" of a head that ends at max_head.
+        if (buf.size() > max_head + 1) return error(431, "request header too large", buf.size());
         return {};
     }
     if (end > max_head) return error(431, "request header too large", body_start);

@@ -175,3 +175,10 @@ TEST_CASE("Postfix result rules: terminal, leaf, special attributes, limits") {
     one.append("b");
     CHECK(one.failed());
 }
+
+TEST_CASE("normalising a DN twice changes nothing (escaped edge spaces stay)") {
+    auto once = normalize_dn("cn=\\20x\\20,dc=x");
+    REQUIRE(once);
+    CHECK(normalize_dn(*once) == once);
+    CHECK(normalize_dn(*normalize_dn("cn=\\20")) == normalize_dn("cn=\\20"));
+}

@@ -51,3 +51,9 @@ TEST_CASE("virtual answers found through partial keys are rewritten as Postfix d
     CHECK(rewrite_virtual_result("@other.example", "joe+ml@example.com", probes[2], true) == "joe+ml@other.example");
     CHECK(rewrite_virtual_result("all@m1", "joe+ml@example.com", probes[2], true) == "all@m1");
 }
+
+TEST_CASE("no empty partial keys from hostile names") {
+    for (auto style : {LookupStyle::Virtual, LookupStyle::Transport, LookupStyle::Access})
+        for (const char* k : {".02.92.110", "a@.", "@", "a@b..c", "..."})
+            for (const auto& p : probe_keys(k, style, "+")) CHECK_FALSE(p.key.empty());
+}

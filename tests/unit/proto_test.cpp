@@ -94,3 +94,10 @@ TEST_CASE("http request heads") {
     CHECK(http::parse_request("GET / SPDY/9\r\n\r\n").status == 505);
     CHECK(http::parse_request(std::string(20000, 'a')).status == 431);
 }
+
+TEST_CASE("an HTTP head at exactly the limit is accepted however it arrives") {
+    std::string head = "GET / HTTP/1.1\r\n\r\n";
+    CHECK(http::parse_request(head, head.size()).state == http::Parsed::State::Ok);
+    CHECK(http::parse_request(head.substr(0, head.size() - 1), head.size()).state ==
+          http::Parsed::State::Incomplete);
+}
