@@ -18,7 +18,7 @@ stage "packages"
 ./deploy/install-deps.sh all
 
 stage "build"
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMAILGRID_TESTS=ON -DMAILGRID_SANITIZE=OFF >/dev/null
 cmake --build build
 
 stage "unit and integration tests"
@@ -26,7 +26,7 @@ ctest --test-dir build --output-on-failure --timeout 1500
 
 if [ "${MAILGRID_SKIP_ASAN:-0}" != 1 ]; then
     stage "sanitizer build (ASan + UBSan)"
-    cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DMAILGRID_SANITIZE=ON >/dev/null
+    cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DMAILGRID_SANITIZE=ON -DMAILGRID_TESTS=ON >/dev/null
     cmake --build build-asan
     stage "tests under the sanitizers"
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
