@@ -116,6 +116,13 @@ std::chrono::milliseconds SuiteConfig::get_duration(std::string_view name, char 
     return *d;
 }
 
+std::chrono::microseconds SuiteConfig::get_duration_us(std::string_view name, char unit) const {
+    auto v = get(name);
+    auto d = parse_duration_us(v, unit);
+    if (!d) fail(name, "bad time value for " + std::string(name) + ": " + v);
+    return *d;
+}
+
 std::uint64_t SuiteConfig::get_size(std::string_view name) const {
     auto v = get(name);
     auto s = parse_size(v);

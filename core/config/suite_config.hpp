@@ -42,6 +42,7 @@ public:
     bool get_bool(std::string_view name) const;
     std::int64_t get_int(std::string_view name, std::int64_t min = 0, std::int64_t max = INT64_MAX) const;
     std::chrono::milliseconds get_duration(std::string_view name, char default_unit = 's') const;
+    std::chrono::microseconds get_duration_us(std::string_view name, char default_unit = 's') const;
     std::uint64_t get_size(std::string_view name) const;
     std::vector<std::string> get_list(std::string_view name) const;
 

@@ -43,6 +43,7 @@ const std::vector<ParamSpec>& common_params() {
         {"ldap_max_lifetime", "1h", "replace LDAP connections older than this"},
         {"ldap_reconnect_delay", "1s", "wait after a failed LDAP connect before trying again"},
         {"ldap_tcp_keepalive", "yes", "TCP keepalive on LDAP connections"},
+        {"ldap_idle_spin", "100us", "when only one search is waiting, poll for its answer this long before sleeping"},
         {"ldif_reload_interval", "1s", "how often the embedded directory's file is checked for changes"},
     };
     return specs;

@@ -4,6 +4,8 @@
 #include <ldap.h>
 #include <sasl/sasl.h>
 
+#include <poll.h>
+
 #include <algorithm>
 #include <cstring>
 
@@ -146,6 +148,11 @@ ConnectOutcome connect_blocking(const ServerSet& s, bool service_bind, const Lda
                            nullptr, &ptv, 1, &res);
     if (res) ldap_msgfree(res);
     if (rc == LDAP_SERVER_DOWN || rc == LDAP_TIMEOUT || rc == LDAP_CONNECT_ERROR) return fail("probe", rc);
+    // libldap reads each message in two small reads (header, then body);
+    // a read-ahead layer takes whatever the socket has in one.
+    Sockbuf* sb = nullptr;
+    if (ldap_get_option(ld, LDAP_OPT_SOCKBUF, &sb) == LDAP_OPT_SUCCESS && sb)
+        ber_sockbuf_add_io(sb, &ber_sockbuf_io_readahead, LBER_SBIOD_LEVEL_PROVIDER, nullptr);
     char* uri = nullptr;
     if (ldap_get_option(ld, LDAP_OPT_URI, &uri) == LDAP_OPT_SUCCESS && uri) {
         out.uri = uri;
@@ -342,21 +349,41 @@ awaitable<void> LdapDirectory::reader(std::shared_ptr<Conn> conn) {
             kill(*conn, "socket error: " + ec.message());
             co_return;
         }
-        for (int n = 0; n < 10000 && !conn->dead; ++n) {
-            LDAPMessage* msg = nullptr;
-            timeval zero{0, 0};
-            int rc = ldap_result(conn->ld, LDAP_RES_ANY, LDAP_MSG_ONE, &zero, &msg);
-            if (rc == 0) break;
-            if (rc < 0) {
-                int err = LDAP_SERVER_DOWN;
-                ldap_get_option(conn->ld, LDAP_OPT_RESULT_CODE, &err);
-                kill(*conn, ldap_err2string(err));
-                co_return;
-            }
-            conn->last_rx = Clock::now();
-            handle_message(*conn, msg);
-            ldap_msgfree(msg);
+        drain(*conn);
+    }
+}
+
+void LdapDirectory::drain(Conn& conn) {
+    for (int n = 0; n < 10000 && !conn.dead; ++n) {
+        LDAPMessage* msg = nullptr;
+        timeval zero{0, 0};
+        int rc = ldap_result(conn.ld, LDAP_RES_ANY, LDAP_MSG_ONE, &zero, &msg);
+        if (rc == 0) return;
+        if (rc < 0) {
+            int err = LDAP_SERVER_DOWN;
+            ldap_get_option(conn.ld, LDAP_OPT_RESULT_CODE, &err);
+            kill(conn, ldap_err2string(err));
+            return;
         }
+        conn.last_rx = Clock::now();
+        handle_message(conn, msg);
+        ldap_msgfree(msg);
+    }
+}
+
+// With nothing else to do, waiting a few tens of microseconds for slapd's
+// answer costs less than going to sleep and being woken: at light load
+// (one client asking one key at a time, like postmap or one smtpd) this
+// takes a wakeup off every lookup. Under load it never spins.
+void LdapDirectory::spin_for(Conn& conn, const Pending& p) {
+    // Only when the server usually answers within the budget: against a
+    // server across the network the spin would just burn the CPU.
+    if (options_.spin.count() <= 0 || in_flight_ != 1 || typical_us_ > options_.spin.count()) return;
+    int fd = conn.sd->native_handle();
+    auto until = Clock::now() + options_.spin;
+    while (!p.done && !conn.dead && Clock::now() < until) {
+        pollfd pfd{fd, POLLIN, 0};
+        if (::poll(&pfd, 1, 0) > 0) drain(conn);
     }
 }
 
@@ -429,7 +456,9 @@ void LdapDirectory::handle_message(Conn& conn, void* m) {
     }
     p.done = true;
     p.timer.cancel();
-    if (m_latency_) m_latency_->observe(std::chrono::duration<double>(Clock::now() - p.sent).count());
+    auto took = std::chrono::duration<double>(Clock::now() - p.sent).count();
+    typical_us_ = 0.9 * typical_us_ + 0.1 * took * 1e6;
+    if (m_latency_) m_latency_->observe(took);
     auto keep = it->second;
     conn.pending.erase(it);
     if (conn.pool) notify(*conn.pool);
@@ -552,8 +581,13 @@ awaitable<SearchResult> LdapDirectory::search(SearchRequest req) {
         pending->sent = conn->last_tx = Clock::now();
         pending->timer.expires_at(deadline);
         conn->pending.emplace(msgid, pending);
-        asio::error_code ec;
-        co_await pending->timer.async_wait(asio::redirect_error(use_awaitable, ec));
+        ++in_flight_;
+        spin_for(*conn, *pending);
+        if (!pending->done) {
+            asio::error_code ec;
+            co_await pending->timer.async_wait(asio::redirect_error(use_awaitable, ec));
+        }
+        --in_flight_;
         if (pending->done) co_return std::move(pending->result);
         if (!*alive) co_return SearchResult{SearchResult::Code::TempFail, "shutting down", {}};
         if (pending->connection_lost) {

@@ -33,6 +33,7 @@ struct LdapPoolOptions {
     std::chrono::milliseconds max_lifetime{3'600'000};
     std::chrono::milliseconds reconnect_delay{1'000};  // after a failed connect
     bool tcp_keepalive = true;
+    std::chrono::microseconds spin{0};  // wait this long for an answer before sleeping, when idle
 };
 
 class LdapDirectory : public Directory {
@@ -59,6 +60,8 @@ private:
     awaitable<void> reader(std::shared_ptr<Conn> conn);
     awaitable<void> maintenance();
     void handle_message(Conn& conn, void* message);
+    void drain(Conn& conn);
+    void spin_for(Conn& conn, const Pending& p);
     void kill(Conn& conn, const std::string& why, bool quiet = false);
     void notify(Pool& pool);
     void send_probe(Conn& conn);
@@ -72,6 +75,8 @@ private:
     std::chrono::steady_clock::time_point last_warning_{};
     std::string last_warning_text_;
     std::uint64_t next_id_ = 1;
+    int in_flight_ = 0;          // searches waiting for an answer, all connections
+    double typical_us_ = 0;      // moving average of the server's answer time
 
     Counter* m_connects_ = nullptr;
     Counter* m_connect_failures_ = nullptr;

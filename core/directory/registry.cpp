@@ -43,6 +43,7 @@ LdapPoolOptions DirectoryRegistry::pool_options(const SuiteConfig& c) {
     o.max_lifetime = c.get_duration("ldap_max_lifetime");
     o.reconnect_delay = c.get_duration("ldap_reconnect_delay");
     o.tcp_keepalive = c.get_bool("ldap_tcp_keepalive");
+    o.spin = c.get_duration_us("ldap_idle_spin");
     return o;
 }
 

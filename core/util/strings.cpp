@@ -73,7 +73,7 @@ std::optional<std::int64_t> parse_int(std::string_view s) {
     return v;
 }
 
-std::optional<std::chrono::milliseconds> parse_duration(std::string_view s, char default_unit) {
+std::optional<std::chrono::microseconds> parse_duration_us(std::string_view s, char default_unit) {
     s = trim(s);
     std::size_t digits = 0;
     while (digits < s.size() && s[digits] >= '0' && s[digits] <= '9') ++digits;
@@ -82,15 +82,22 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view s, char
     if (!n) return std::nullopt;
     auto unit = s.substr(digits);
     std::string u = unit.empty() ? std::string(1, default_unit) : to_lower(unit);
-    std::int64_t ms;
-    if (u == "ms") ms = *n;
-    else if (u == "s") ms = *n * 1000;
-    else if (u == "m") ms = *n * 60'000;
-    else if (u == "h") ms = *n * 3'600'000;
-    else if (u == "d") ms = *n * 86'400'000;
-    else if (u == "w") ms = *n * 604'800'000;
+    std::int64_t us;
+    if (u == "us") us = *n;
+    else if (u == "ms") us = *n * 1000;
+    else if (u == "s") us = *n * 1'000'000;
+    else if (u == "m") us = *n * 60'000'000;
+    else if (u == "h") us = *n * 3'600'000'000LL;
+    else if (u == "d") us = *n * 86'400'000'000LL;
+    else if (u == "w") us = *n * 604'800'000'000LL;
     else return std::nullopt;
-    return std::chrono::milliseconds(ms);
+    return std::chrono::microseconds(us);
+}
+
+std::optional<std::chrono::milliseconds> parse_duration(std::string_view s, char default_unit) {
+    auto us = parse_duration_us(s, default_unit);
+    if (!us) return std::nullopt;
+    return std::chrono::duration_cast<std::chrono::milliseconds>(*us);
 }
 
 std::optional<std::uint64_t> parse_size(std::string_view s) {

@@ -24,6 +24,8 @@ std::optional<bool> parse_bool(std::string_view s);
 // Postfix time units: "10" (seconds unless default_unit says otherwise),
 // "10s", "5m", "2h", "1d", "1w", also "250ms" for sub-second timeouts.
 std::optional<std::chrono::milliseconds> parse_duration(std::string_view s, char default_unit = 's');
+// The same with microsecond resolution ("50us").
+std::optional<std::chrono::microseconds> parse_duration_us(std::string_view s, char default_unit = 's');
 std::optional<std::int64_t> parse_int(std::string_view s);
 // Sizes with optional K/M/G/T suffix (powers of 1024).
 std::optional<std::uint64_t> parse_size(std::string_view s);
