@@ -15,11 +15,6 @@
 
 namespace mailgrid {
 
-void secure_wipe(std::string& s) {
-    if (!s.empty()) OPENSSL_cleanse(s.data(), s.size());
-    s.clear();
-}
-
 bool constant_time_equal(std::string_view a, std::string_view b) {
     if (a.size() != b.size()) {
         // still touch the data so timing does not reveal where they differ

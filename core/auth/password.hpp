@@ -10,6 +10,8 @@
 #include <string>
 #include <string_view>
 
+#include "util/secure.hpp"
+
 namespace mailgrid {
 
 enum class PasswordCheck { Match, Mismatch, UnsupportedScheme };
@@ -22,9 +24,6 @@ std::string password_scheme(std::string_view stored);
 // New hashes for provisioning. Salts come from OpenSSL's RAND_bytes.
 std::string hash_ssha512(std::string_view password);
 std::string hash_argon2(std::string_view password);
-
-// Overwrites a secret in memory (not optimised away).
-void secure_wipe(std::string& s);
 
 bool constant_time_equal(std::string_view a, std::string_view b);
 

@@ -262,6 +262,7 @@ awaitable<BindResult> LdifDirectory::bind_check(std::string dn, std::string pass
     auto snap = snapshot_;
     const Entry* e = snap->find_dn(dn);
     if (!e) co_return BindResult{BindOutcome::InvalidCredentials, "no such entry"};
+    if (e->find("pwdAccountLockedTime")) co_return BindResult{BindOutcome::InvalidCredentials, "account locked"};
     const auto* stored = e->values("userPassword");
     if (!stored || stored->empty()) co_return BindResult{BindOutcome::InvalidCredentials, "no userPassword"};
     auto hashes = *stored;

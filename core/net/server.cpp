@@ -1,5 +1,6 @@
 #include "net/server.hpp"
 
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -8,6 +9,7 @@
 #include <cstring>
 
 #include "log/log.hpp"
+#include "util/secure.hpp"
 
 namespace mailgrid {
 
@@ -78,6 +80,17 @@ awaitable<bool> Connection::read_more() {
     end_ += n;
     touch();
     co_return true;
+}
+
+std::size_t Connection::pending_bytes() {
+    int n = 0;
+    if (::ioctl(io_->socket.native_handle(), FIONREAD, &n) != 0 || n < 0) return 0;
+    return static_cast<std::size_t>(n);
+}
+
+void Connection::wipe_input() {
+    secure_wipe(in_.data(), in_.size());
+    begin_ = end_ = 0;
 }
 
 awaitable<bool> Connection::write(std::string_view data) {

@@ -33,6 +33,8 @@ public:
     awaitable<bool> read_more();
     // Input received and not yet consumed.
     std::string_view buffer() const { return std::string_view(in_.data() + begin_, end_ - begin_); }
+    // Overwrites everything received so far (it held a password).
+    void wipe_input();
     void consume(std::size_t n) {
         begin_ += n;
         if (begin_ == end_) begin_ = end_ = 0;
@@ -41,6 +43,8 @@ public:
     // Wait until the peer sends something (or hangs up); used to answer a
     // protocol that allows an optional trailing field.
     awaitable<bool> wait_readable(std::chrono::milliseconds within);
+    // Bytes the peer has sent that are not read yet (FIONREAD).
+    std::size_t pending_bytes();
     void close();
     // Half-close after a final error reply, and read and drop what the
     // peer is still sending (up to a second), so the reply is not lost to

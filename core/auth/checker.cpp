@@ -1,0 +1,276 @@
+#include "auth/checker.hpp"
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+
+#include "auth/password.hpp"
+#include "config/suite_config.hpp"
+#include "directory/escape.hpp"
+#include "log/log.hpp"
+#include "util/strings.hpp"
+
+namespace mailgrid {
+
+using Clock = std::chrono::steady_clock;
+
+const char* auth_outcome_name(AuthOutcome o) {
+    switch (o) {
+        case AuthOutcome::Ok: return "ok";
+        case AuthOutcome::Rejected: return "no";
+        case AuthOutcome::Throttled: return "throttled";
+        case AuthOutcome::TempFail: return "tempfail";
+    }
+    return "?";
+}
+
+CheckerOptions CheckerOptions::from_config(const SuiteConfig& c, const std::string& prefix) {
+    CheckerOptions o;
+    o.join_realm = c.get_bool(prefix + "join_realm");
+    o.cache = c.get_bool(prefix + "cache");
+    o.cache_ttl = c.get_duration(prefix + "cache_ttl");
+    o.cache_size = static_cast<std::size_t>(c.get_int(prefix + "cache_size", 1, 100'000'000));
+    o.cache_secret = c.get(prefix + "cache_secret");
+    o.throttle = ThrottlePolicy::from_config(c, prefix);
+    o.redis_prefix = c.get("redis_prefix");
+    return o;
+}
+
+PasswordChecker::PasswordChecker(SaslauthdConf conf, std::shared_ptr<Directory> directory, CheckerOptions options,
+                                 MetricsRegistry* metrics, RedisClient* redis, const std::string& mp)
+    : conf_(std::move(conf)),
+      directory_(std::move(directory)),
+      options_(std::move(options)),
+      redis_(redis),
+      throttle_(options_.throttle),
+      cache_(options_.cache_size) {
+    secret_ = options_.cache_secret;
+    if (secret_.empty()) {
+        secret_.resize(32);
+        if (RAND_bytes(reinterpret_cast<unsigned char*>(secret_.data()), 32) != 1)
+            throw std::runtime_error("RAND_bytes failed");
+    }
+    timeout_ = std::chrono::milliseconds(std::max(1, conf_.server.timeout_seconds) * 1000);
+    if (metrics) {
+        const char* h = "Password checks by result";
+        m_ok_ = &metrics->counter(mp + "_auth_total", h, {{"result", "ok"}});
+        m_no_ = &metrics->counter(mp + "_auth_total", h, {{"result", "no"}});
+        m_tempfail_ = &metrics->counter(mp + "_auth_total", h, {{"result", "tempfail"}});
+        m_throttled_ = &metrics->counter(mp + "_auth_total", h, {{"result", "throttled"}});
+        m_cache_hits_ = &metrics->counter(mp + "_auth_cache_hits_total", "Checks answered from the credential cache");
+        m_latency_ = &metrics->histogram(mp + "_auth_seconds", "Time to answer a password check");
+    }
+}
+
+std::string PasswordChecker::cache_key(const std::string& user, const std::string& realm, const std::string& service,
+                                       const std::string& password) const {
+    std::string msg;
+    msg.reserve(user.size() + realm.size() + service.size() + password.size() + 3);
+    msg.append(user).push_back('\0');
+    msg.append(realm).push_back('\0');
+    msg.append(service).push_back('\0');
+    msg.append(password);
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    HMAC(EVP_sha256(), secret_.data(), static_cast<int>(secret_.size()),
+         reinterpret_cast<const unsigned char*>(msg.data()), msg.size(), mac, &len);
+    secure_wipe(msg);
+    static const char hex[] = "0123456789abcdef";
+    std::string out;
+    for (unsigned i = 0; i < len; ++i) {
+        out.push_back(hex[mac[i] >> 4]);
+        out.push_back(hex[mac[i] & 15]);
+    }
+    return out;
+}
+
+namespace {
+// Cheap schemes are checked on the loop; key-stretching ones elsewhere.
+bool slow_scheme(const std::string& s) {
+    return s == "CRYPT" || s == "ARGON2" || s.rfind("PBKDF2", 0) == 0;
+}
+
+AuthResult rejected(std::string why, std::string dn = {}) {
+    return AuthResult{AuthOutcome::Rejected, std::move(why), std::move(dn), false};
+}
+AuthResult tempfail(std::string why) { return AuthResult{AuthOutcome::TempFail, std::move(why), {}, false}; }
+}  // namespace
+
+awaitable<AuthResult> PasswordChecker::check(AuthRequest req) {
+    auto start = Clock::now();
+    std::string realm = req.realm.empty() ? conf_.default_realm : req.realm;
+    std::string user = req.login;
+    if (options_.join_realm && !req.realm.empty()) user += "@" + req.realm;
+    std::string account = to_lower(user) + (realm.empty() || options_.join_realm ? "" : "@" + to_lower(realm));
+    std::string source = req.client_addr;
+    if (auto semi = source.find(';'); semi != std::string::npos) source.resize(semi);  // "ip;port"
+
+    AuthResult result;
+    if (req.login.empty() || req.password.empty()) {
+        result = rejected(req.login.empty() ? "empty login" : "empty password");
+    } else if (auto why = throttle_.blocked(account, source); !why.empty()) {
+        result = AuthResult{AuthOutcome::Throttled, why, {}, false};
+    } else {
+        std::string key = options_.cache ? cache_key(user, realm, req.service, req.password) : std::string();
+        bool hit = false;
+        if (options_.cache) {
+            hit = cache_.find(key) != nullptr;
+            if (!hit && redis_ && redis_->available()) {
+                std::vector<std::string> args{std::string("EXISTS"), options_.redis_prefix + "a:" + key};
+                auto r = co_await redis_->command(std::move(args));
+                if (r && r->type == RedisReply::Type::Integer && r->integer == 1) {
+                    hit = true;
+                    cache_.put(key, true, options_.cache_ttl);
+                }
+            }
+        }
+        if (hit) {
+            secure_wipe(req.password);
+            result = AuthResult{AuthOutcome::Ok, "cached", {}, true};
+            if (m_cache_hits_) m_cache_hits_->inc();
+        } else {
+            result = co_await verify(user, realm, req.service, req.password);
+            if (result.outcome == AuthOutcome::Ok && options_.cache) {
+                cache_.put(key, true, options_.cache_ttl);
+                if (redis_ && redis_->available()) {
+                    std::vector<std::string> args{std::string("SET"), options_.redis_prefix + "a:" + key, "1", "PX",
+                                                  std::to_string(options_.cache_ttl.count())};
+                    asio::co_spawn(
+                        redis_->executor(),
+                        [](RedisClient* r, std::vector<std::string> a) -> awaitable<void> {
+                            co_await r->command(std::move(a));
+                        }(redis_, std::move(args)),
+                        asio::detached);
+                }
+            }
+        }
+    }
+    secure_wipe(req.password);
+    if (result.outcome == AuthOutcome::Rejected) throttle_.failure(account, source);
+    if (result.outcome == AuthOutcome::Ok && !result.cached) throttle_.success(account);
+    if (m_latency_) m_latency_->observe(std::chrono::duration<double>(Clock::now() - start).count());
+    count(result, account, req);
+    co_return result;
+}
+
+void PasswordChecker::count(const AuthResult& r, const std::string& who, const AuthRequest& req) {
+    std::string from = req.client_addr.empty() ? "" : " client=" + printable(req.client_addr, 60);
+    switch (r.outcome) {
+        case AuthOutcome::Ok:
+            if (m_ok_) m_ok_->inc();
+            log::debug("authenticated: user=%s service=%s%s%s", printable(who, 100).c_str(),
+                       printable(req.service, 30).c_str(), from.c_str(), r.cached ? " (cached)" : "");
+            break;
+        case AuthOutcome::Rejected:
+            if (m_no_) m_no_->inc();
+            log::info("authentication failed: user=%s service=%s%s: %s", printable(who, 100).c_str(),
+                      printable(req.service, 30).c_str(), from.c_str(), r.reason.c_str());
+            break;
+        case AuthOutcome::Throttled:
+            if (m_throttled_) m_throttled_->inc();
+            log::warning("login refused without checking: user=%s service=%s%s: %s within %lld s",
+                         printable(who, 100).c_str(), printable(req.service, 30).c_str(), from.c_str(),
+                         r.reason.c_str(),
+                         static_cast<long long>(options_.throttle.window.count() / 1000));
+            break;
+        case AuthOutcome::TempFail:
+            if (m_tempfail_) m_tempfail_->inc();
+            log::warning("cannot check password: user=%s service=%s%s: %s", printable(who, 100).c_str(),
+                         printable(req.service, 30).c_str(), from.c_str(), r.reason.c_str());
+            break;
+    }
+}
+
+awaitable<AuthResult> PasswordChecker::verify(const std::string& user, const std::string& realm,
+                                              const std::string& service, std::string& password) {
+    if (conf_.method == AuthMethod::FastBind) {
+        std::string dn = expand_tokens(conf_.filter, user, service, realm, "", TokenQuote::Dn);
+        auto b = co_await directory_->bind_check(dn, std::move(password), timeout_);
+        if (b.outcome == BindOutcome::TempFail) co_return tempfail(b.error);
+        if (b.outcome != BindOutcome::Ok) co_return rejected(b.error, dn);
+        if (conf_.uses_group()) co_return co_await group_check(user, realm, service, dn);
+        co_return AuthResult{AuthOutcome::Ok, {}, dn, false};
+    }
+
+    SearchRequest req;
+    req.base = expand_tokens(conf_.search_base, user, service, realm, "", TokenQuote::Filter);
+    req.filter = expand_tokens(conf_.filter, user, service, realm, "", TokenQuote::Filter);
+    req.scope = conf_.scope;
+    req.size_limit = 2;  // one is the answer, two is ambiguous
+    req.timeout = timeout_;
+    if (conf_.method == AuthMethod::Custom) req.attributes = {conf_.password_attr, "pwdAccountLockedTime"};
+    else req.attributes = {"1.1"};
+    auto r = co_await directory_->search(req);
+    switch (r.code) {
+        case SearchResult::Code::TempFail: co_return tempfail(r.error);
+        case SearchResult::Code::SizeLimit:
+            log::warning("more than one entry for login %s (%s)", printable(user, 100).c_str(), req.filter.c_str());
+            co_return rejected("more than one entry");
+        case SearchResult::Code::NoSuchObject:
+        case SearchResult::Code::Ok: break;
+    }
+    if (r.entries.empty()) co_return rejected("no such user");
+    if (r.entries.size() > 1) {
+        log::warning("more than one entry for login %s (%s)", printable(user, 100).c_str(), req.filter.c_str());
+        co_return rejected("more than one entry");
+    }
+    std::string dn = r.entries[0].dn;
+
+    if (conf_.method == AuthMethod::Bind) {
+        auto b = co_await directory_->bind_check(dn, std::move(password), timeout_);
+        if (b.outcome == BindOutcome::TempFail) co_return tempfail(b.error);
+        if (b.outcome != BindOutcome::Ok) co_return rejected("wrong password (" + b.error + ")", dn);
+    } else {
+        const Entry& e = r.entries[0];
+        if (e.find("pwdAccountLockedTime")) {
+            secure_wipe(password);
+            co_return rejected("account locked", dn);
+        }
+        const auto* stored = e.values(conf_.password_attr);
+        if (!stored || stored->empty()) {
+            secure_wipe(password);
+            co_return rejected("no " + conf_.password_attr, dn);
+        }
+        bool slow = false;
+        for (const auto& h : *stored) slow = slow || slow_scheme(password_scheme(h));
+        auto hashes = *stored;
+        auto job = [hashes, pw = std::move(password)]() mutable {
+            bool match = false;
+            for (const auto& h : hashes)
+                if (verify_password(h, pw) == PasswordCheck::Match) {
+                    match = true;
+                    break;
+                }
+            secure_wipe(pw);
+            return match;
+        };
+        bool ok = slow ? co_await run_blocking(std::move(job)) : job();
+        if (!ok) co_return rejected("wrong password", dn);
+    }
+    if (conf_.uses_group()) co_return co_await group_check(user, realm, service, dn);
+    co_return AuthResult{AuthOutcome::Ok, {}, dn, false};
+}
+
+awaitable<AuthResult> PasswordChecker::group_check(const std::string& user, const std::string& realm,
+                                                   const std::string& service, const std::string& dn) {
+    SearchRequest req;
+    req.timeout = timeout_;
+    req.attributes = {"1.1"};
+    req.size_limit = 1;
+    if (conf_.group_match == GroupMatch::Attr) {
+        req.base = expand_tokens(conf_.group_dn, user, service, realm, dn, TokenQuote::Filter);
+        req.scope = Scope::Base;
+        req.filter = "(" + conf_.group_attr + "=" + filter_escape(dn) + ")";
+    } else {
+        req.base = expand_tokens(conf_.group_search_base, user, service, realm, dn, TokenQuote::Filter);
+        req.scope = conf_.group_scope;
+        req.filter = expand_tokens(conf_.group_filter, user, service, realm, dn, TokenQuote::Filter);
+    }
+    auto r = co_await directory_->search(req);
+    if (r.code == SearchResult::Code::TempFail) co_return tempfail("group check: " + r.error);
+    if (r.entries.empty() && r.code != SearchResult::Code::SizeLimit)
+        co_return rejected("not a member of the required group", dn);
+    co_return AuthResult{AuthOutcome::Ok, {}, dn, false};
+}
+
+}  // namespace mailgrid

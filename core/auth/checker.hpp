@@ -1,0 +1,85 @@
+// checker - "is this the password of this login?" against the directory,
+// the one implementation behind sasl_ldap_auth and webmail_locator.
+//
+// The answer is Ok, Rejected (wrong password, unknown, ambiguous or locked
+// account, not in the required group), Throttled (too many recent
+// failures: the directory is not asked) or TempFail (the directory is down,
+// slow or erring: never reported as a wrong password). Successful checks
+// may be cached under a keyed hash of login, realm, service and password,
+// so a cached entry can only ever confirm the very password that worked,
+// and expires after its TTL; failures are never cached.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "auth/throttle.hpp"
+#include "cache/lru_cache.hpp"
+#include "cache/redis_client.hpp"
+#include "config/saslauthd_conf.hpp"
+#include "directory/directory.hpp"
+#include "metrics/metrics.hpp"
+
+namespace mailgrid {
+
+class SuiteConfig;
+
+enum class AuthOutcome { Ok, Rejected, Throttled, TempFail };
+const char* auth_outcome_name(AuthOutcome o);
+
+struct AuthRequest {
+    std::string login, password, service, realm, client_addr;
+};
+
+struct AuthResult {
+    AuthOutcome outcome = AuthOutcome::TempFail;
+    std::string reason;  // for the log, never for the client
+    std::string dn;      // the account's entry, when known
+    bool cached = false;
+};
+
+struct CheckerOptions {
+    bool join_realm = false;  // saslauthd -r: "login@realm" is the login
+    bool cache = false;
+    std::chrono::milliseconds cache_ttl{600'000};
+    std::size_t cache_size = 100000;
+    std::string cache_secret;  // HMAC key; random per process when empty
+    ThrottlePolicy throttle;
+    std::string redis_prefix = "mailgrid:";
+    static CheckerOptions from_config(const SuiteConfig& c, const std::string& prefix);
+};
+
+class PasswordChecker {
+public:
+    PasswordChecker(SaslauthdConf conf, std::shared_ptr<Directory> directory, CheckerOptions options,
+                    MetricsRegistry* metrics, RedisClient* redis, const std::string& metrics_prefix);
+
+    // Wipes request.password before returning.
+    awaitable<AuthResult> check(AuthRequest request);
+    const SaslauthdConf& conf() const { return conf_; }
+
+private:
+    awaitable<AuthResult> verify(const std::string& user, const std::string& realm, const std::string& service,
+                                 std::string& password);
+    awaitable<AuthResult> group_check(const std::string& user, const std::string& realm, const std::string& service,
+                                      const std::string& dn);
+    std::string cache_key(const std::string& user, const std::string& realm, const std::string& service,
+                          const std::string& password) const;
+    void count(const AuthResult& r, const std::string& who, const AuthRequest& req);
+
+    SaslauthdConf conf_;
+    std::shared_ptr<Directory> directory_;
+    CheckerOptions options_;
+    RedisClient* redis_;
+    Throttle throttle_;
+    LruCache<bool> cache_;
+    std::string secret_;
+    std::chrono::milliseconds timeout_;
+
+    Counter *m_ok_ = nullptr, *m_no_ = nullptr, *m_tempfail_ = nullptr, *m_throttled_ = nullptr;
+    Counter *m_cache_hits_ = nullptr;
+    Histogram* m_latency_ = nullptr;
+};
+
+}  // namespace mailgrid
