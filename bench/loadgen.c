@@ -9,6 +9,10 @@
  *   loadgen -m socketmap -p PORT -c 64 -k keys.txt -n NAME  socketmap_table(5)
  *   loadgen -m ldap      -p PORT -c 64 -k keys.txt -b BASE  slapd directly:
  *                        (mailacceptinggeneralid=KEY), attribute maildrop
+ *   loadgen -m mux       -u SOCKET -c 32 -k logins.txt      saslauthd's mux
+ *                        protocol, one connection per login as libsasl2
+ *                        does; each line "login<TAB>password[<TAB>service]";
+ *                        OK counts as found, NO as notfound
  *
  * Prints one line: mode=... conns=... requests=... seconds=... rps=...
  * p50_us=... p99_us=... p999_us=... found=... notfound=... errors=...
@@ -24,10 +28,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
 static const char *mode = "tcp", *host = "127.0.0.1", *map_name = "virtual", *base = "dc=example,dc=com";
+static const char *unix_path;
 static int port, conns = 64, passes = 1;
 static char **keys;
 static size_t nkeys;
@@ -56,6 +62,17 @@ static int dial(void) {
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return fd;
+}
+
+static int dial_unix(void) {
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    strncpy(a.sun_path, unix_path, sizeof a.sun_path - 1);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(fd);
+        return -1;
+    }
     return fd;
 }
 
@@ -105,6 +122,44 @@ static int read_netstring_reply(int fd, char *buf, size_t cap, size_t *have) {
     }
 }
 
+static size_t put_counted(char *out, const char *s, size_t n) {
+    out[0] = (char)(n >> 8);
+    out[1] = (char)(n & 0xff);
+    memcpy(out + 2, s, n);
+    return n + 2;
+}
+
+/* One saslauthd request on a new connection: 1 OK, 0 NO, -1 no answer. */
+static int mux_check(const char *line, char *buf) {
+    char copy[2048];
+    snprintf(copy, sizeof copy, "%s", line);
+    char *login = copy, *pw = strchr(copy, '\t'), *service = "imap";
+    if (!pw) return -1;
+    *pw++ = 0;
+    char *t = strchr(pw, '\t');
+    if (t) { *t = 0; service = t + 1; }
+    char req[4096];
+    size_t n = 0;
+    n += put_counted(req + n, login, strlen(login));
+    n += put_counted(req + n, pw, strlen(pw));
+    n += put_counted(req + n, service, strlen(service));
+    n += put_counted(req + n, "", 0);
+    int fd = dial_unix();
+    if (fd < 0) return -1;
+    int r = -1;
+    if (send_all(fd, req, n) == 0) {
+        size_t have = 0;
+        ssize_t k;
+        while ((k = read(fd, buf + have, 1024 - have)) > 0) {
+            have += k;
+            if (have >= 2 && have >= 2u + (((unsigned char)buf[0] << 8) | (unsigned char)buf[1])) break;
+        }
+        if (have >= 4) r = !strncmp(buf + 2, "OK", 2) ? 1 : !strncmp(buf + 2, "NO", 2) ? 0 : -1;
+    }
+    close(fd);
+    return r;
+}
+
 static void *run(void *arg) {
     struct worker *w = arg;
     size_t cap = 1 << 20;
@@ -122,7 +177,7 @@ static void *run(void *arg) {
             fprintf(stderr, "ldap connect failed\n");
             exit(1);
         }
-    } else {
+    } else if (strcmp(mode, "mux")) {
         fd = dial();
     }
     char *attrs[] = {"maildrop", NULL};
@@ -132,7 +187,9 @@ static void *run(void *arg) {
         const char *key = keys[i % nkeys];
         double t0 = now();
         int r;
-        if (ld) {
+        if (!strcmp(mode, "mux")) {
+            r = mux_check(key, buf);
+        } else if (ld) {
             char filter[8192];
             snprintf(filter, sizeof filter, "(mailacceptinggeneralid=%s)", key);
             LDAPMessage *res = NULL;
@@ -168,7 +225,7 @@ static int cmp(const void *a, const void *b) {
 int main(int argc, char **argv) {
     const char *keyfile = NULL;
     int opt;
-    while ((opt = getopt(argc, argv, "m:h:p:c:k:n:b:P:")) != -1) {
+    while ((opt = getopt(argc, argv, "m:h:p:c:k:n:b:P:u:")) != -1) {
         switch (opt) {
             case 'm': mode = optarg; break;
             case 'h': host = optarg; break;
@@ -178,12 +235,13 @@ int main(int argc, char **argv) {
             case 'n': map_name = optarg; break;
             case 'b': base = optarg; break;
             case 'P': passes = atoi(optarg); break;
+            case 'u': unix_path = optarg; break;
             default:
                 fprintf(stderr, "usage: loadgen -m tcp|socketmap|ldap -p PORT [-c CONNS] -k KEYS [-n MAP] [-b BASE] [-P PASSES]\n");
                 return 64;
         }
     }
-    if (!keyfile || !port) return 64;
+    if (!keyfile || (!port && !unix_path)) return 64;
     FILE *f = fopen(keyfile, "r");
     if (!f) { perror(keyfile); return 66; }
     size_t cap = 1024;
@@ -215,5 +273,5 @@ int main(int argc, char **argv) {
            "found=%ld notfound=%ld errors=%ld\n",
            mode, conns, total, elapsed, total / elapsed, PCT(0.50), PCT(0.99), PCT(0.999), (long)found,
            (long)notfound, (long)errors);
-    return errors ? 1 : 0;
+    return errors && strcmp(mode, "mux") ? 1 : 0;
 }

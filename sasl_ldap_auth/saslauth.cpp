@@ -17,6 +17,7 @@ const std::vector<ParamSpec>& saslauth_params() {
         {"saslauth_cache_size", "100000", "entries in the credential cache"},
         {"saslauth_cache_secret", "", "HMAC key of cache entries; needed to share them through Redis"},
         {"saslauth_join_realm", "no", "check login@realm as the login (saslauthd -r)"},
+        {"saslauth_dn_cache_ttl", "10m", "remember which entry a login maps to (bind mode; 0 = search every time)"},
         {"saslauth_throttle", "yes", "refuse logins after repeated failures without asking the directory"},
         {"saslauth_max_account_failures", "10", "failures per account within saslauth_failure_window"},
         {"saslauth_max_source_failures", "100", "failures per client address within saslauth_failure_window"},
@@ -46,7 +47,8 @@ awaitable<void> serve_mux(Connection& c, PasswordChecker& checker, std::chrono::
         if (p.state == saslauthd::Parsed::State::Four) {
             // Clients send the whole request in one write; a fifth field
             // would already be here, or at most a moment away.
-            bool more = c.pending_bytes() > 0 || (fifth_wait.count() > 0 && co_await c.wait_readable(fifth_wait));
+            // With no wait configured, what arrived is the request.
+            bool more = fifth_wait.count() > 0 && (c.pending_bytes() > 0 || co_await c.wait_readable(fifth_wait));
             if (more) {
                 secure_wipe(p.request.password);
                 if (!co_await c.read_more()) {

@@ -33,6 +33,7 @@ CheckerOptions CheckerOptions::from_config(const SuiteConfig& c, const std::stri
     o.cache_secret = c.get(prefix + "cache_secret");
     o.throttle = ThrottlePolicy::from_config(c, prefix);
     o.redis_prefix = c.get("redis_prefix");
+    o.dn_cache_ttl = c.get_duration(prefix + "dn_cache_ttl");
     return o;
 }
 
@@ -43,7 +44,8 @@ PasswordChecker::PasswordChecker(SaslauthdConf conf, std::shared_ptr<Directory> 
       options_(std::move(options)),
       redis_(redis),
       throttle_(options_.throttle),
-      cache_(options_.cache_size) {
+      cache_(options_.cache_size),
+      dns_(options_.dn_cache_ttl.count() > 0 ? options_.cache_size : 0) {
     secret_ = options_.cache_secret;
     if (secret_.empty()) {
         secret_.resize(32);
@@ -154,11 +156,16 @@ awaitable<AuthResult> PasswordChecker::check(AuthRequest req) {
 }
 
 void PasswordChecker::count(const AuthResult& r, const std::string& who, const AuthRequest& req) {
+    if (r.outcome == AuthOutcome::Ok && log::verbose() == 0) {
+        if (m_ok_) m_ok_->inc();
+        return;
+    }
     std::string from = req.client_addr.empty() ? "" : " client=" + printable(req.client_addr, 60);
     switch (r.outcome) {
         case AuthOutcome::Ok:
             if (m_ok_) m_ok_->inc();
-            log::debug("authenticated: user=%s service=%s%s%s", printable(who, 100).c_str(),
+            if (log::verbose() > 0)
+                log::debug("authenticated: user=%s service=%s%s%s", printable(who, 100).c_str(),
                        printable(req.service, 30).c_str(), from.c_str(), r.cached ? " (cached)" : "");
             break;
         case AuthOutcome::Rejected:
@@ -192,6 +199,82 @@ awaitable<AuthResult> PasswordChecker::verify(const std::string& user, const std
         co_return AuthResult{AuthOutcome::Ok, {}, dn, false};
     }
 
+    if (conf_.method == AuthMethod::Bind) {
+        std::string dn_key = user + '\0' + realm + '\0' + service;
+        std::string dn;
+        const std::string* remembered = dns_.find(dn_key);
+        if (remembered) dn = *remembered;
+        else {
+            auto found = co_await find_entry(user, realm, service);
+            if (!found.ok) {
+                secure_wipe(password);
+                co_return found.failure;
+            }
+            dn = found.entry.dn;
+            dns_.put(dn_key, dn, options_.dn_cache_ttl);
+        }
+        std::string pw_copy = password;
+        auto b = co_await directory_->bind_check(dn, std::move(pw_copy), timeout_);
+        if (b.outcome == BindOutcome::InvalidCredentials && remembered) {
+            // Maybe the entry moved: look again, and bind again only if
+            // the login now names another entry.
+            dns_.erase(dn_key);
+            auto found = co_await find_entry(user, realm, service);
+            if (!found.ok) {
+                secure_wipe(password);
+                co_return found.failure;
+            }
+            if (found.entry.dn != dn) {
+                dn = found.entry.dn;
+                b = co_await directory_->bind_check(dn, password, timeout_);
+            }
+            dns_.put(dn_key, dn, options_.dn_cache_ttl);
+        }
+        secure_wipe(password);
+        if (b.outcome == BindOutcome::TempFail) co_return tempfail(b.error);
+        if (b.outcome != BindOutcome::Ok) co_return rejected("wrong password (" + b.error + ")", dn);
+        if (conf_.uses_group()) co_return co_await group_check(user, realm, service, dn);
+        co_return AuthResult{AuthOutcome::Ok, {}, dn, false};
+    }
+
+    // custom: read the password attribute and compare
+    auto found = co_await find_entry(user, realm, service);
+    if (!found.ok) {
+        secure_wipe(password);
+        co_return found.failure;
+    }
+    const Entry& e = found.entry;
+    std::string dn = e.dn;
+    if (e.find("pwdAccountLockedTime")) {
+        secure_wipe(password);
+        co_return rejected("account locked", dn);
+    }
+    const auto* stored = e.values(conf_.password_attr);
+    if (!stored || stored->empty()) {
+        secure_wipe(password);
+        co_return rejected("no " + conf_.password_attr, dn);
+    }
+    bool slow = false;
+    for (const auto& h : *stored) slow = slow || slow_scheme(password_scheme(h));
+    auto hashes = *stored;
+    auto job = [hashes, pw = std::move(password)]() mutable {
+        bool match = false;
+        for (const auto& h : hashes)
+            if (verify_password(h, pw) == PasswordCheck::Match) {
+                match = true;
+                break;
+            }
+        secure_wipe(pw);
+        return match;
+    };
+    bool ok = slow ? co_await run_blocking(std::move(job)) : job();
+    if (!ok) co_return rejected("wrong password", dn);
+    if (conf_.uses_group()) co_return co_await group_check(user, realm, service, dn);
+    co_return AuthResult{AuthOutcome::Ok, {}, dn, false};
+}
+
+awaitable<PasswordChecker::Found> PasswordChecker::find_entry(const std::string& user, const std::string& realm,
+                                                              const std::string& service) {
     SearchRequest req;
     req.base = expand_tokens(conf_.search_base, user, service, realm, "", TokenQuote::Filter);
     req.filter = expand_tokens(conf_.filter, user, service, realm, "", TokenQuote::Filter);
@@ -201,54 +284,28 @@ awaitable<AuthResult> PasswordChecker::verify(const std::string& user, const std
     if (conf_.method == AuthMethod::Custom) req.attributes = {conf_.password_attr, "pwdAccountLockedTime"};
     else req.attributes = {"1.1"};
     auto r = co_await directory_->search(req);
+    Found f;
     switch (r.code) {
-        case SearchResult::Code::TempFail: co_return tempfail(r.error);
+        case SearchResult::Code::TempFail: f.failure = tempfail(r.error); co_return f;
         case SearchResult::Code::SizeLimit:
             log::warning("more than one entry for login %s (%s)", printable(user, 100).c_str(), req.filter.c_str());
-            co_return rejected("more than one entry");
+            f.failure = rejected("more than one entry");
+            co_return f;
         case SearchResult::Code::NoSuchObject:
         case SearchResult::Code::Ok: break;
     }
-    if (r.entries.empty()) co_return rejected("no such user");
+    if (r.entries.empty()) {
+        f.failure = rejected("no such user");
+        co_return f;
+    }
     if (r.entries.size() > 1) {
         log::warning("more than one entry for login %s (%s)", printable(user, 100).c_str(), req.filter.c_str());
-        co_return rejected("more than one entry");
+        f.failure = rejected("more than one entry");
+        co_return f;
     }
-    std::string dn = r.entries[0].dn;
-
-    if (conf_.method == AuthMethod::Bind) {
-        auto b = co_await directory_->bind_check(dn, std::move(password), timeout_);
-        if (b.outcome == BindOutcome::TempFail) co_return tempfail(b.error);
-        if (b.outcome != BindOutcome::Ok) co_return rejected("wrong password (" + b.error + ")", dn);
-    } else {
-        const Entry& e = r.entries[0];
-        if (e.find("pwdAccountLockedTime")) {
-            secure_wipe(password);
-            co_return rejected("account locked", dn);
-        }
-        const auto* stored = e.values(conf_.password_attr);
-        if (!stored || stored->empty()) {
-            secure_wipe(password);
-            co_return rejected("no " + conf_.password_attr, dn);
-        }
-        bool slow = false;
-        for (const auto& h : *stored) slow = slow || slow_scheme(password_scheme(h));
-        auto hashes = *stored;
-        auto job = [hashes, pw = std::move(password)]() mutable {
-            bool match = false;
-            for (const auto& h : hashes)
-                if (verify_password(h, pw) == PasswordCheck::Match) {
-                    match = true;
-                    break;
-                }
-            secure_wipe(pw);
-            return match;
-        };
-        bool ok = slow ? co_await run_blocking(std::move(job)) : job();
-        if (!ok) co_return rejected("wrong password", dn);
-    }
-    if (conf_.uses_group()) co_return co_await group_check(user, realm, service, dn);
-    co_return AuthResult{AuthOutcome::Ok, {}, dn, false};
+    f.entry = std::move(r.entries[0]);
+    f.ok = true;
+    co_return f;
 }
 
 awaitable<AuthResult> PasswordChecker::group_check(const std::string& user, const std::string& realm,

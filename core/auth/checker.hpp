@@ -47,6 +47,11 @@ struct CheckerOptions {
     std::string cache_secret;  // HMAC key; random per process when empty
     ThrottlePolicy throttle;
     std::string redis_prefix = "mailgrid:";
+    // Which entry a login maps to changes rarely; remembering it saves the
+    // search before each bind. A stale DN cannot authenticate anyone: the
+    // password is still checked by the bind, and a failed bind with a
+    // remembered DN searches again.
+    std::chrono::milliseconds dn_cache_ttl{600'000};
     static CheckerOptions from_config(const SuiteConfig& c, const std::string& prefix);
 };
 
@@ -62,6 +67,12 @@ public:
 private:
     awaitable<AuthResult> verify(const std::string& user, const std::string& realm, const std::string& service,
                                  std::string& password);
+    struct Found {
+        AuthResult failure;  // outcome TempFail or Rejected when no entry
+        Entry entry;
+        bool ok = false;
+    };
+    awaitable<Found> find_entry(const std::string& user, const std::string& realm, const std::string& service);
     awaitable<AuthResult> group_check(const std::string& user, const std::string& realm, const std::string& service,
                                       const std::string& dn);
     std::string cache_key(const std::string& user, const std::string& realm, const std::string& service,
@@ -74,6 +85,7 @@ private:
     RedisClient* redis_;
     Throttle throttle_;
     LruCache<bool> cache_;
+    LruCache<std::string> dns_;
     std::string secret_;
     std::chrono::milliseconds timeout_;
 

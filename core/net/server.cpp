@@ -33,30 +33,53 @@ std::string describe_peer(Socket& s) {
 }
 }  // namespace
 
-Connection::Connection(Socket socket, std::chrono::milliseconds idle, std::size_t max_buffer)
-    : io_(std::make_shared<Io>(std::move(socket))), idle_(idle), max_buffer_(max_buffer) {
-    peer_ = describe_peer(io_->socket);
+Connection::Connection(Socket socket, std::chrono::milliseconds idle, std::size_t max_buffer, IdleReaper* reaper)
+    : io_(std::make_shared<Io>(std::move(socket))), reaper_(reaper), idle_(idle), max_buffer_(max_buffer) {
     touch();
-    asio::co_spawn(io_->socket.get_executor(), watchdog(io_), asio::detached);
+    if (reaper_) reaper_->add(io_.get());
 }
 
 Connection::~Connection() { close(); }
 
+const std::string& Connection::peer() {
+    if (peer_.empty()) peer_ = describe_peer(io_->socket);
+    return peer_;
+}
+
 void Connection::touch() { io_->deadline = std::chrono::steady_clock::now() + idle_; }
 
-awaitable<void> Connection::watchdog(std::shared_ptr<Io> io) {
-    while (!io->closed) {
-        io->timer.expires_at(io->deadline);
+void IdleReaper::add(Connection::Io* c) {
+    live_.insert(c);
+    if (!running_ && !stopped_) {
+        running_ = true;
+        asio::co_spawn(timer_.get_executor(), sweep(), asio::detached);
+    }
+}
+
+void IdleReaper::stop() {
+    stopped_ = true;
+    timer_.cancel();
+}
+
+awaitable<void> IdleReaper::sweep() {
+    while (!stopped_ && !live_.empty()) {
+        timer_.expires_after(std::chrono::milliseconds(250));
         asio::error_code ec;
-        co_await io->timer.async_wait(asio::redirect_error(use_awaitable, ec));
-        if (io->closed) co_return;
-        if (std::chrono::steady_clock::now() >= io->deadline) {
+        co_await timer_.async_wait(asio::redirect_error(use_awaitable, ec));
+        if (stopped_) break;
+        auto now = std::chrono::steady_clock::now();
+        std::vector<Connection::Io*> expired;
+        for (auto* c : live_)
+            if (!c->closed && now >= c->deadline) expired.push_back(c);
+        for (auto* c : expired) {
+            // Closing wakes the connection's pending read or write, whose
+            // coroutine then ends and unregisters it.
             asio::error_code ignore;
-            io->socket.shutdown(asio::socket_base::shutdown_both, ignore);
-            io->socket.close(ignore);
-            co_return;
+            c->socket.shutdown(asio::socket_base::shutdown_both, ignore);
+            c->socket.close(ignore);
         }
     }
+    running_ = false;
 }
 
 awaitable<bool> Connection::read_more() {
@@ -142,9 +165,8 @@ awaitable<void> Connection::linger_close() {
 void Connection::close() {
     if (io_->closed) return;
     io_->closed = true;
+    if (reaper_) reaper_->remove(io_.get());
     asio::error_code ec;
-    io_->timer.cancel();
-    io_->socket.shutdown(asio::socket_base::shutdown_both, ec);
     io_->socket.close(ec);
 }
 
@@ -212,8 +234,9 @@ void Server::stop() {
     }
 }
 
-awaitable<void> Server::serve_connection(Listener& l, std::shared_ptr<std::size_t> active, Socket s) {
-    Connection c(std::move(s), l.options.idle_timeout, l.options.max_buffer);
+awaitable<void> Server::serve_connection(Listener& l, std::shared_ptr<std::size_t> active, Socket s,
+                                         IdleReaper* reaper) {
+    Connection c(std::move(s), l.options.idle_timeout, l.options.max_buffer, reaper);
     try {
         co_await l.handler(c);
     } catch (const std::exception& e) {
@@ -249,7 +272,7 @@ awaitable<void> Server::accept_loop(Listener& l) {
             s.set_option(asio::ip::tcp::no_delay(true), ec);
         }
         ++*active;
-        asio::co_spawn(io_, serve_connection(l, active, std::move(s)), asio::detached);
+        asio::co_spawn(io_, serve_connection(l, active, std::move(s), &reaper_), asio::detached);
     }
 }
 

@@ -12,6 +12,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <unordered_set>
 #include <vector>
 
 #include "net/asio.hpp"
@@ -21,9 +22,11 @@ namespace mailgrid {
 
 using Socket = asio::generic::stream_protocol::socket;
 
+class IdleReaper;
+
 class Connection {
 public:
-    Connection(Socket socket, std::chrono::milliseconds idle_timeout, std::size_t max_buffer);
+    Connection(Socket socket, std::chrono::milliseconds idle_timeout, std::size_t max_buffer, IdleReaper* reaper);
     ~Connection();
     Connection(const Connection&) = delete;
     Connection& operator=(const Connection&) = delete;
@@ -51,30 +54,47 @@ public:
     // a reset.
     awaitable<void> linger_close();
     bool is_open() const { return !io_->closed && io_->socket.is_open(); }
-    const std::string& peer() const { return peer_; }
+    // "a.b.c.d:port", "[v6]:port" or "local"; looked up on first use.
+    const std::string& peer();
     Socket& socket() { return io_->socket; }
     // Peer credentials on a unix socket (uid, or -1).
     int peer_uid() const;
 
-private:
-    // Shared with the idle watchdog, which may wake after the Connection
-    // is gone.
     struct Io {
-        Io(Socket s) : socket(std::move(s)), timer(socket.get_executor()) {}
+        explicit Io(Socket s) : socket(std::move(s)) {}
         Socket socket;
-        asio::steady_timer timer;
         std::chrono::steady_clock::time_point deadline;
         bool closed = false;
     };
+
+private:
     void touch();
-    static awaitable<void> watchdog(std::shared_ptr<Io> io);
 
     std::shared_ptr<Io> io_;
+    IdleReaper* reaper_;
     std::chrono::milliseconds idle_;
     std::size_t max_buffer_;
     std::vector<char> in_;  // bytes [begin_, end_) are unconsumed
     std::size_t begin_ = 0, end_ = 0;
     std::string peer_;
+};
+
+// Closes connections past their idle deadline. One timer sweeps them all,
+// instead of a timer per connection: cheaper for protocols (saslauthd,
+// auth_http) that open a connection per request.
+class IdleReaper {
+public:
+    explicit IdleReaper(asio::io_context& io) : timer_(io) {}
+    void add(Connection::Io* c);
+    void remove(Connection::Io* c) { live_.erase(c); }
+    void stop();
+
+private:
+    awaitable<void> sweep();
+    asio::steady_timer timer_;
+    std::unordered_set<Connection::Io*> live_;
+    bool running_ = false;
+    bool stopped_ = false;
 };
 
 using ConnectionHandler = std::function<awaitable<void>(Connection&)>;
@@ -106,9 +126,11 @@ private:
         std::unique_ptr<asio::basic_socket_acceptor<asio::generic::stream_protocol>> acceptor;
     };
     awaitable<void> accept_loop(Listener& l);
-    static awaitable<void> serve_connection(Listener& l, std::shared_ptr<std::size_t> active, Socket s);
+    static awaitable<void> serve_connection(Listener& l, std::shared_ptr<std::size_t> active, Socket s,
+                                            IdleReaper* reaper);
 
     asio::io_context& io_;
+    IdleReaper reaper_{io_};
     std::vector<std::unique_ptr<Listener>> listeners_;
     std::shared_ptr<std::size_t> active_ = std::make_shared<std::size_t>(0);
 };
