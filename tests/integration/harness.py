@@ -812,9 +812,83 @@ EVENTS {{
         with contextlib.suppress(AssertionError):
             wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 10, what="cyrmaster to stop")
 
-    def admin(self, *commands):
-        """Run IMAP commands as the admin user cyrus (password: cyrus's own
-        check), e.g. admin(("CREATE", "user.alice"))."""
+    def create_mailbox(self, name, admin_password, admin="cyrus"):
+        """CREATE as the Cyrus admin (who must pass the instance's password check)."""
         import imaplib
         m = imaplib.IMAP4("127.0.0.1", self.imap_port)
-        return m
+        try:
+            m.login(admin, admin_password)
+            typ, data = m.create(name)
+            if typ != "OK":
+                raise RuntimeError(f"CREATE {name}: {data}")
+            m.logout()
+        finally:
+            with contextlib.suppress(OSError):
+                m.shutdown()
+
+    def deliver(self, rcpt, message):
+        """Deliver over LMTP (lmtpd -a: no authentication)."""
+        with smtplib.LMTP("127.0.0.1", self.lmtp_port, timeout=30) as l:
+            l.sendmail("sender@test.example", [rcpt], message)
+
+
+# ---------------------------------------------------------------- nginx mail
+
+
+class NginxMail:
+    """nginx's mail proxy (libnginx-mod-mail) asking auth_http_url."""
+
+    def __init__(self, lab, auth_http, name="nginx", secret=None):
+        need_root()
+        need("nginx", "/usr/lib/nginx/modules/ngx_mail_module.so")
+        self.lab = lab
+        self.dir = lab.path(name)
+        os.makedirs(self.dir, exist_ok=True)
+        self.imap_port, self.pop3_port = free_port(), free_port()
+        self.conf = os.path.join(self.dir, "nginx.conf")
+        header = f"    auth_http_header X-Auth-Key {secret};\n" if secret else ""
+        with open(self.conf, "w") as f:
+            f.write(f"""load_module /usr/lib/nginx/modules/ngx_mail_module.so;
+worker_processes 1;
+pid {self.dir}/nginx.pid;
+error_log {self.dir}/error.log info;
+events {{ worker_connections 1024; }}
+mail {{
+    server_name mail.test.example;
+    auth_http {auth_http};
+{header}    auth_http_timeout 10s;
+    proxy_pass_error_message on;
+    server {{
+        listen 127.0.0.1:{self.imap_port};
+        protocol imap;
+        imap_auth plain login;
+    }}
+    server {{
+        listen 127.0.0.1:{self.pop3_port};
+        protocol pop3;
+        pop3_auth plain;
+    }}
+}}
+""")
+        r = subprocess.run(["nginx", "-t", "-p", self.dir + "/", "-c", self.conf, "-e", self.dir + "/error.log"],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"nginx -t: {r.stderr}")
+        subprocess.run(["nginx", "-p", self.dir + "/", "-c", self.conf, "-e", self.dir + "/error.log"], check=True)
+        lab.on_close(self.stop)
+        wait_port(self.imap_port)
+        wait_port(self.pop3_port)
+
+    def stop(self):
+        try:
+            pid = int(open(os.path.join(self.dir, "nginx.pid")).read())
+        except (OSError, ValueError):
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGQUIT)
+        with contextlib.suppress(AssertionError):
+            wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 10, what="nginx to stop")
+
+    def error_log(self):
+        with open(os.path.join(self.dir, "error.log"), errors="replace") as f:
+            return f.read()
