@@ -106,7 +106,6 @@ int main(int argc, char** argv) {
         auto options = CheckerOptions::from_config(config, "saslauth_");
         if (redis && options.cache && options.cache_secret.empty())
             warnings.push_back("redis_server is set but saslauth_cache_secret is not: cache entries are not shared");
-        if (!redis || options.cache_secret.empty()) redis.reset();
         checker = std::make_unique<PasswordChecker>(sconf, dir, options, &metrics, redis.get(), "mailgrid_sasl");
         socket_path = config.get("saslauth_socket");
         if (socket_path.empty() || socket_path.front() != '/') config.fail("saslauth_socket", "must be an absolute path");

@@ -93,9 +93,7 @@ void Locator::load(std::vector<std::string>& warnings) {
         config_.fail("locator_mech", "unsupported mechanism \"" + mech + "\" (ldap or ldif:FILE)");
     }
     auto options = CheckerOptions::from_config(config_, "locator_");
-    checker_ = std::make_unique<PasswordChecker>(sconf, dir, options, metrics_,
-                                                 options.cache_secret.empty() ? nullptr : redis_.get(),
-                                                 "mailgrid_locator");
+    checker_ = std::make_unique<PasswordChecker>(sconf, dir, options, metrics_, redis_.get(), "mailgrid_locator");
 
     auth_path_ = config_.get("locator_auth_path");
     secret_header_ = config_.get("locator_shared_secret_header");

@@ -42,7 +42,8 @@ PasswordChecker::PasswordChecker(SaslauthdConf conf, std::shared_ptr<Directory> 
     : conf_(std::move(conf)),
       directory_(std::move(directory)),
       options_(std::move(options)),
-      redis_(redis),
+      redis_(options_.cache_secret.empty() ? nullptr : redis),
+      throttle_redis_(redis),
       throttle_(options_.throttle),
       cache_(options_.cache_size),
       dns_(options_.dn_cache_ttl.count() > 0 ? options_.cache_size : 0) {
@@ -110,7 +111,7 @@ awaitable<AuthResult> PasswordChecker::check(AuthRequest req) {
     AuthResult result;
     if (req.login.empty() || req.password.empty()) {
         result = rejected(req.login.empty() ? "empty login" : "empty password");
-    } else if (auto why = throttle_.blocked(account, source); !why.empty()) {
+    } else if (auto why = co_await blocked(account, source); !why.empty()) {
         result = AuthResult{AuthOutcome::Throttled, why, {}, false};
     } else {
         std::string key = options_.cache ? cache_key(user, realm, req.service, req.password) : std::string();
@@ -148,11 +149,71 @@ awaitable<AuthResult> PasswordChecker::check(AuthRequest req) {
         }
     }
     secure_wipe(req.password);
-    if (result.outcome == AuthOutcome::Rejected) throttle_.failure(account, source);
-    if (result.outcome == AuthOutcome::Ok && !result.cached) throttle_.success(account);
+    if (result.outcome == AuthOutcome::Rejected) record_failure(account, source);
+    if (result.outcome == AuthOutcome::Ok && !result.cached) record_success(account);
     if (m_latency_) m_latency_->observe(std::chrono::duration<double>(Clock::now() - start).count());
     count(result, account, req);
     co_return result;
+}
+
+// With Redis, failure counts are shared by every instance (sasl_ldap_auth
+// and webmail_locator on all frontends use the same keys): a fixed window
+// that starts at the first failure. Without Redis, or when it does not
+// answer, the in-process sliding window counts.
+std::string PasswordChecker::throttle_key(char kind, const std::string& who) const {
+    return options_.redis_prefix + "fail:" + kind + ":" + who;
+}
+
+awaitable<std::string> PasswordChecker::blocked(const std::string& account, const std::string& source) {
+    const auto& p = options_.throttle;
+    if (!p.enabled) co_return std::string();
+    if (throttle_redis_ && throttle_redis_->available()) {
+        std::vector<std::string> args{std::string("MGET"), throttle_key('a', account),
+                                      throttle_key('s', source.empty() ? "-" : source)};
+        auto r = co_await throttle_redis_->command(std::move(args));
+        if (r && r->type == RedisReply::Type::Array && r->elements.size() == 2) {
+            auto n = [](const RedisReply& e) { return parse_int(e.str).value_or(0); };
+            if (n(r->elements[0]) >= p.max_account_failures)
+                co_return "account " + account + " has " + std::to_string(p.max_account_failures) + " failures";
+            if (!source.empty() && n(r->elements[1]) >= p.max_source_failures)
+                co_return "client " + source + " has " + std::to_string(p.max_source_failures) + " failures";
+            co_return std::string();
+        }
+    }
+    co_return throttle_.blocked(account, source);
+}
+
+void PasswordChecker::record_failure(const std::string& account, const std::string& source) {
+    throttle_.failure(account, source);
+    if (!options_.throttle.enabled || !throttle_redis_ || !throttle_redis_->available()) return;
+    auto window = std::to_string(options_.throttle.window.count());
+    for (const auto& key : {throttle_key('a', account), source.empty() ? std::string() : throttle_key('s', source)}) {
+        if (key.empty()) continue;
+        // INCR, and start the window on the first failure (NX: only if
+        // the key has no expiry yet).
+        asio::co_spawn(
+            throttle_redis_->executor(),
+            [](RedisClient* r, std::string k, std::string w) -> awaitable<void> {
+                std::vector<std::string> incr{std::string("INCR"), k};
+                auto n = co_await r->command(std::move(incr));
+                if (n && n->type == RedisReply::Type::Integer && n->integer == 1) {
+                    std::vector<std::string> expire{std::string("PEXPIRE"), k, w};
+                    co_await r->command(std::move(expire));
+                }
+            }(throttle_redis_, key, window),
+            asio::detached);
+    }
+}
+
+void PasswordChecker::record_success(const std::string& account) {
+    throttle_.success(account);
+    if (!options_.throttle.enabled || !throttle_redis_ || !throttle_redis_->available()) return;
+    std::vector<std::string> del{std::string("DEL"), throttle_key('a', account)};
+    asio::co_spawn(
+        throttle_redis_->executor(),
+        [](RedisClient* r, std::vector<std::string> a) -> awaitable<void> { co_await r->command(std::move(a)); }(
+            throttle_redis_, std::move(del)),
+        asio::detached);
 }
 
 void PasswordChecker::count(const AuthResult& r, const std::string& who, const AuthRequest& req) {

@@ -57,6 +57,8 @@ struct CheckerOptions {
 
 class PasswordChecker {
 public:
+    // redis (optional) shares failure counts, and, when cache_secret is
+    // set, the credential cache, with every other instance.
     PasswordChecker(SaslauthdConf conf, std::shared_ptr<Directory> directory, CheckerOptions options,
                     MetricsRegistry* metrics, RedisClient* redis, const std::string& metrics_prefix);
 
@@ -78,11 +80,16 @@ private:
     std::string cache_key(const std::string& user, const std::string& realm, const std::string& service,
                           const std::string& password) const;
     void count(const AuthResult& r, const std::string& who, const AuthRequest& req);
+    awaitable<std::string> blocked(const std::string& account, const std::string& source);
+    void record_failure(const std::string& account, const std::string& source);
+    void record_success(const std::string& account);
+    std::string throttle_key(char kind, const std::string& who) const;
 
     SaslauthdConf conf_;
     std::shared_ptr<Directory> directory_;
     CheckerOptions options_;
-    RedisClient* redis_;
+    RedisClient* redis_;           // shared credential cache (needs cache_secret)
+    RedisClient* throttle_redis_;  // shared failure counts
     Throttle throttle_;
     LruCache<bool> cache_;
     LruCache<std::string> dns_;

@@ -14,8 +14,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (DATA, SUFFIX, Cyrus, LabTestCase, NginxMail, Slapd, binary, free_port, http_get, need,
-                     wait_for, wait_port)
+from harness import (DATA, SUFFIX, Cyrus, LabTestCase, NginxMail, Redis, Slapd, binary, free_port, http_get,
+                     need, wait_for, wait_port)
 
 USERS = os.path.join(DATA, "users.ldif")
 
@@ -229,6 +229,48 @@ result_attribute = maildrop
         time.sleep(0.5)
         wait_for(lambda: self.auth(Auth_User="carol", Auth_Pass="carolpw")["auth-status"] == "OK", 10,
                  what="recovery")
+
+
+class SharedThrottle(LabTestCase):
+    """Failures counted by sasl_ldap_auth (IMAP/SMTP logins) and by
+    webmail_locator (nginx logins) add up, through Redis."""
+
+    @classmethod
+    def setUpLab(cls):
+        need("testsaslauthd")
+        lab = cls.lab
+        cls.redis = Redis(lab)
+        redis = f"redis_server=redis://127.0.0.1:{cls.redis.port}/0"
+        limits = ["-o", redis, "-o", "saslauth_max_account_failures=3", "-o", "locator_max_account_failures=3"]
+        run = lab.path("run")
+        os.makedirs(run)
+        cls.mux = run + "/mux"
+        cls.sasl = lab.spawn("sasl", [binary("sasl_ldap_auth"), "-a", "ldif:" + USERS, "-m", run, "-d", *limits])
+        source = lab.write("locate.cf", f"server_host = ldif:{USERS}\nsearch_base = {SUFFIX}\n"
+                                        "query_filter = (uid=%s)\nresult_attribute = maildrop\n")
+        cls.port = free_port()
+        cls.locator = lab.spawn("locator", [
+            binary("webmail_locator"), "-f", "-c", "/dev/null", "--listen", f"127.0.0.1:{cls.port}",
+            "-o", "locator_mech=ldif:" + USERS, "-o", f"locator_sources=maildrop={source}", *limits])
+        wait_port(cls.port)
+        wait_for(lambda: os.path.exists(cls.mux), 10, what="the mux socket")
+
+    def nginx_login(self, pw):
+        h = {"Auth-Method": "plain", "Auth-Protocol": "imap", "Auth-User": "bob", "Auth-Pass": pw}
+        return http_get(self.port, "/auth", h)[1]["auth-status"]
+
+    def test_failures_add_up_across_programs(self):
+        for _ in range(2):
+            r = subprocess.run(["testsaslauthd", "-u", "bob", "-p", "guess", "-f", self.mux], capture_output=True)
+            self.assertIn(b": NO ", r.stdout)
+        self.assertEqual(self.nginx_login("guess"), "Invalid login or password")
+        time.sleep(0.2)  # the count travels to Redis asynchronously
+        # the right password, but three failures are on record
+        self.assertEqual(self.nginx_login("bobpw"), "Invalid login or password")
+        r = subprocess.run(["testsaslauthd", "-u", "bob", "-p", "bobpw", "-f", self.mux], capture_output=True)
+        self.assertIn(b": NO ", r.stdout)
+        self.assertIn("login refused without checking: user=bob", self.locator.stderr())
+        self.assertEqual(self.redis.cli("GET", "mailgrid:fail:a:bob"), "3")
 
 
 if __name__ == "__main__":
