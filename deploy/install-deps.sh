@@ -17,10 +17,15 @@ test_pkgs=(clang libclang-rt-14-dev slapd ldap-utils postfix postfix-ldap redis-
     libsasl2-modules cyrus-imapd cyrus-pop3d cyrus-murder cyrus-admin cyrus-clients nginx libnginx-mod-mail maildrop
     dpkg-dev)
 
+# The webmail browser test: Roundcube (run by PHP's own server) and headless
+# Chromium driven through chromedriver. Without their recommends, which
+# would bring systemd, apache2 and a desktop.
+browser_pkgs=(roundcube-core roundcube-sqlite3 php-cli php-sqlite3 chromium chromium-driver)
+
 case $what in
     build) pkgs=("${build_pkgs[@]}") ;;
     demo) pkgs=("${build_pkgs[@]}" "${demo_pkgs[@]}") ;;
-    all) pkgs=("${build_pkgs[@]}" "${test_pkgs[@]}") ;;
+    all) pkgs=("${build_pkgs[@]}" "${test_pkgs[@]}" "${browser_pkgs[@]}") ;;
     *) echo "usage: $0 build|demo|all" >&2; exit 64 ;;
 esac
 
@@ -37,6 +42,7 @@ done
 
 echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
 echo "slapd slapd/no_configuration boolean true" | debconf-set-selections
+echo "roundcube-core roundcube/dbconfig-install boolean false" | debconf-set-selections
 
 policy=/usr/sbin/policy-rc.d
 own_policy=no
@@ -49,5 +55,12 @@ trap '[ "$own_policy" = yes ] && rm -f "$policy"' EXIT
 
 export DEBIAN_FRONTEND=noninteractive
 apt-get -o DPkg::Lock::Timeout=600 update -qq
-apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${missing[@]}" >/dev/null
+norecommends=()
+plain=()
+for p in "${missing[@]}"; do
+    if [[ " ${browser_pkgs[*]} " == *" $p "* ]]; then norecommends+=("$p"); else plain+=("$p"); fi
+done
+[ ${#plain[@]} -eq 0 ] || apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${plain[@]}" >/dev/null
+[ ${#norecommends[@]} -eq 0 ] ||
+    apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${norecommends[@]}" >/dev/null
 echo "installed: ${missing[*]}"

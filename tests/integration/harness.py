@@ -892,3 +892,122 @@ mail {{
     def error_log(self):
         with open(os.path.join(self.dir, "error.log"), errors="replace") as f:
             return f.read()
+
+
+# ---------------------------------------------------------------- browser
+
+
+class WebDriver:
+    """Headless Debian Chromium driven through chromedriver's W3C WebDriver
+    HTTP API, with the standard library only."""
+
+    def __init__(self, lab, name="chromedriver"):
+        need("chromedriver", "chromium")
+        self.port = free_port()
+        self.proc = lab.spawn(name, ["chromedriver", f"--port={self.port}"])
+        wait_port(self.port, 20)
+        profile = lab.path(f"{name}-profile")
+        os.makedirs(profile, exist_ok=True)
+        args = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--window-size=1280,900"]
+        caps = {"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
+            "binary": "/usr/bin/chromium", "args": args}}}}
+        self.session = self._call("POST", "/session", caps)["sessionId"]
+        lab.on_close(self.quit)
+
+    def _call(self, method, path, body=None, timeout=60):
+        import json
+        import urllib.request
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                return json.loads(r.read())["value"]
+        except urllib.error.HTTPError as e:
+            raise RuntimeError(f"webdriver {method} {path}: {e.read()[:500]!r}") from None
+
+    def _s(self, path):
+        return f"/session/{self.session}{path}"
+
+    def get(self, url):
+        self._call("POST", self._s("/url"), {"url": url})
+
+    def find(self, css, timeout=20):
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                el = self._call("POST", self._s("/element"), {"using": "css selector", "value": css})
+                return list(el.values())[0]
+            except RuntimeError:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"no element {css!r} within {timeout}s") from None
+                time.sleep(0.2)
+
+    def type(self, css, text):
+        self._call("POST", self._s(f"/element/{self.find(css)}/value"), {"text": text})
+
+    def click(self, css):
+        self._call("POST", self._s(f"/element/{self.find(css)}/click"), {})
+
+    def text(self, css):
+        return self._call("GET", self._s(f"/element/{self.find(css)}/text"))
+
+    def page_text(self):
+        return self._call("POST", self._s("/execute/sync"),
+                          {"script": "return document.body.innerText", "args": []})
+
+    def screenshot(self, path):
+        import base64
+        with open(path, "wb") as f:
+            f.write(base64.b64decode(self._call("GET", self._s("/screenshot"))))
+        return path
+
+    def delete_cookies(self):
+        self._call("DELETE", self._s("/cookie"))
+
+    def quit(self):
+        with contextlib.suppress(Exception):
+            self._call("DELETE", f"/session/{self.session}", timeout=10)
+
+
+class Roundcube:
+    """Debian's Roundcube served by PHP's built-in server, with its own
+    configuration and SQLite database, talking IMAP to imap_host."""
+
+    def __init__(self, lab, imap_host):
+        need("php", "/var/lib/roundcube/public_html/index.php")
+        import shutil as _shutil
+        import sqlite3
+        self.port = free_port()
+        conf = lab.path("roundcube-config")
+        os.makedirs(conf, exist_ok=True)
+        for f in ("defaults.inc.php", "mimetypes.php"):
+            if os.path.exists(f"/etc/roundcube/{f}"):
+                _shutil.copy(f"/etc/roundcube/{f}", conf)
+        for d in ("rc-temp", "rc-logs"):
+            os.makedirs(lab.path(d), exist_ok=True)
+        db = lab.path("roundcube.db")
+        with sqlite3.connect(db) as c:
+            c.executescript(open("/usr/share/roundcube/SQL/sqlite.initial.sql").read())
+        with open(os.path.join(conf, "config.inc.php"), "w") as f:
+            f.write(f"""<?php
+$config = [];
+$config['db_dsnw'] = 'sqlite:///{db}?mode=0646';
+$config['imap_host'] = '{imap_host}';
+$config['smtp_host'] = '';
+$config['des_key'] = 'mailgrid-test-des-key-24b';
+$config['plugins'] = [];
+$config['skin'] = 'elastic';
+$config['temp_dir'] = '{lab.path("rc-temp")}/';
+$config['log_dir'] = '{lab.path("rc-logs")}/';
+$config['enable_installer'] = false;
+$config['product_name'] = 'mailgrid test webmail';
+$config['imap_cache'] = null;
+""")
+        self.proc = lab.spawn("roundcube", ["php", "-S", f"127.0.0.1:{self.port}", "-t",
+                                            "/var/lib/roundcube/public_html"],
+                              env={"ROUNDCUBE_CONFIG_DIR": conf})
+        wait_port(self.port)
+        self.url = f"http://127.0.0.1:{self.port}/"

@@ -14,8 +14,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (DATA, SUFFIX, Cyrus, LabTestCase, NginxMail, Redis, Slapd, binary, free_port, http_get,
-                     need, wait_for, wait_port)
+from harness import (BUILD, DATA, SUFFIX, Cyrus, LabTestCase, NginxMail, Redis, Roundcube, Slapd, WebDriver,
+                     binary, free_port, http_get, need, wait_for, wait_port)
 
 USERS = os.path.join(DATA, "users.ldif")
 
@@ -229,6 +229,52 @@ result_attribute = maildrop
         time.sleep(0.5)
         wait_for(lambda: self.auth(Auth_User="carol", Auth_Pass="carolpw")["auth-status"] == "OK", 10,
                  what="recovery")
+
+
+class Webmail(LabTestCase):
+    """Roundcube, unchanged, with nginx as its only IMAP server: headless
+    Chromium logs in as two users on two backends and each sees their own
+    inbox. Screenshots go to <build>/test-artifacts/."""
+
+    @classmethod
+    def setUpLab(cls):
+        need("chromedriver", "php")
+        Locator.setUpLab.__func__(cls)
+        cls.roundcube = Roundcube(cls.lab, f"127.0.0.1:{cls.nginx.imap_port}")
+        cls.browser = WebDriver(cls.lab)
+        cls.artifacts = os.path.join(BUILD, "test-artifacts")
+        os.makedirs(cls.artifacts, exist_ok=True)
+
+    def login_and_read_inbox(self, user, pw):
+        b = self.browser
+        b.delete_cookies()
+        b.get(self.roundcube.url)
+        b.type("#rcmloginuser", user)
+        b.type("#rcmloginpwd", pw)
+        b.click("#rcmloginsubmit")
+        b.find("#messagelist tbody tr", timeout=30)
+        wait_for(lambda: "for " + user in b.page_text(), 20, what=f"{user}'s message in the list")
+        shot = b.screenshot(os.path.join(self.artifacts, f"webmail-{user}.png"))
+        print(f"screenshot: {shot}", file=sys.stderr)
+        return b.page_text()
+
+    def test_two_users_two_backends(self):
+        alice = self.login_and_read_inbox("alice", "alicepw")
+        self.assertIn("for alice on mail01.example.com", alice)
+        self.assertNotIn("for bob", alice)
+        bob = self.login_and_read_inbox("bob", "bobpw")
+        self.assertIn("for bob on mail02.example.com", bob)
+        self.assertNotIn("for alice", bob)
+
+    def test_wrong_password_in_the_browser(self):
+        b = self.browser
+        b.delete_cookies()
+        b.get(self.roundcube.url)
+        b.type("#rcmloginuser", "alice")
+        b.type("#rcmloginpwd", "not-her-password")
+        b.click("#rcmloginsubmit")
+        wait_for(lambda: "Login failed" in b.page_text(), 30, what="Roundcube's login error")
+        b.screenshot(os.path.join(self.artifacts, "webmail-wrong-password.png"))
 
 
 class SharedThrottle(LabTestCase):
