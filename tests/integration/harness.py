@@ -182,7 +182,7 @@ class Lab:
 class Slapd:
     """OpenLDAP slapd with the mail suite schema and an mdb database."""
 
-    def __init__(self, lab, ldif_files=(), port=None, name="slapd"):
+    def __init__(self, lab, ldif_files=(), port=None, name="slapd", tls=False):
         need("/usr/sbin/slapd", "/usr/sbin/slapadd", "ldapadd")
         self.lab = lab
         self.name = name
@@ -191,8 +191,23 @@ class Slapd:
         self.dir = lab.path(name)
         os.makedirs(os.path.join(self.dir, "db"), exist_ok=True)
         self.conf = os.path.join(self.dir, "slapd.conf")
+        self.ldaps_port = None
+        tls_lines = ""
+        if tls:
+            # A self-signed certificate for 127.0.0.1; clients trust it as
+            # their CA file.
+            need("openssl")
+            self.cert = os.path.join(self.dir, "cert.pem")
+            key = os.path.join(self.dir, "key.pem")
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+                            "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out",
+                            self.cert], check=True, capture_output=True)
+            os.chmod(key, 0o644)
+            self.ldaps_port = free_port()
+            tls_lines = f"TLSCertificateFile {self.cert}\nTLSCertificateKeyFile {key}\n"
         with open(self.conf, "w") as f:
             f.write(
+                tls_lines +
                 f"""include /etc/ldap/schema/core.schema
 include /etc/ldap/schema/cosine.schema
 include /etc/ldap/schema/inetorgperson.schema
@@ -228,9 +243,10 @@ access to * by * read
             raise RuntimeError(f"slapadd {ldif}: {r.stderr}")
 
     def start(self):
-        self.proc = self.lab.spawn(
-            self.name, ["/usr/sbin/slapd", "-d", "0", "-f", self.conf, "-h", f"ldap://127.0.0.1:{self.port}/"]
-        )
+        urls = f"ldap://127.0.0.1:{self.port}/"
+        if self.ldaps_port:
+            urls += f" ldaps://127.0.0.1:{self.ldaps_port}/"
+        self.proc = self.lab.spawn(self.name, ["/usr/sbin/slapd", "-d", "0", "-f", self.conf, "-h", urls])
         wait_port(self.port, 15)
         # The port accepts before the database is ready: wait for a search.
         wait_for(lambda: self.search(SUFFIX, "base", "(objectClass=*)", check=False) is not None, 10,

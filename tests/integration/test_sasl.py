@@ -233,6 +233,39 @@ class Realms(SaslLab):
         self.assertEqual(self.auth("alice", "alicepw"), "NO")
 
 
+GROUPS = f"""dn: ou=groups,{SUFFIX}
+objectClass: organizationalUnit
+ou: groups
+
+dn: cn=mailusers,ou=groups,{SUFFIX}
+objectClass: groupOfUniqueNames
+cn: mailusers
+uniqueMember: uid=alice,ou=people,{SUFFIX}
+uniqueMember: uid=carol,ou=people,{SUFFIX}
+"""
+
+
+class GroupByAttribute(SaslLab):
+    """ldap_group_dn: only members of cn=mailusers may log in."""
+
+    conf_lines = f"ldap_group_dn: cn=mailusers,ou=groups,{SUFFIX}\nldap_group_attr: uniqueMember\n"
+
+    @classmethod
+    def setUpLab(cls):
+        cls.ldif = (USERS, cls.lab.write("groups.ldif", GROUPS))
+        super().setUpLab()
+
+    def test_members_only(self):
+        self.assertEqual(self.auth("alice", "alicepw"), "OK")
+        self.assertEqual(self.auth("bob", "bobpw"), "NO")
+        self.assertIn("not a member of the required group", self.proc.stderr())
+
+
+class GroupByFilter(GroupByAttribute):
+    conf_lines = (f"ldap_group_match_method: filter\nldap_group_search_base: ou=groups,{SUFFIX}\n"
+                  "ldap_group_filter: (&(cn=mailusers)(uniqueMember=%D))\n")
+
+
 class EmbeddedAndCache(LabTestCase):
     """-a ldif:FILE, and -c: a cached success never outlives its TTL and a
     failure is never cached."""

@@ -552,6 +552,85 @@ class EmbeddedDirectory(LabTestCase):
         wait_for(lambda: "keeping the previous" in self.tm.stderr(), 5, what="the error to be logged")
 
 
+class Tls(LabTestCase):
+    """ldaps:// and start_tls with a verified certificate, and a refusal
+    (temporary) when the certificate cannot be verified."""
+
+    @classmethod
+    def setUpLab(cls):
+        lab = cls.lab
+        cls.slapd = Slapd(lab, [USERS], tls=True)
+        common = f"search_base = {SUFFIX}\nversion = 3\nbind = no\ntimeout = 3\nresult_attribute = maildrop\n"
+        cls.ldaps = lab.write("ldaps.cf", f"server_host = ldaps://127.0.0.1:{cls.slapd.ldaps_port}/\n{common}"
+                                          f"tls_ca_cert_file = {cls.slapd.cert}\ntls_require_cert = yes\n")
+        cls.starttls = lab.write("starttls.cf", f"server_host = {cls.slapd.uri}\nstart_tls = yes\n{common}"
+                                                f"tls_ca_cert_file = {cls.slapd.cert}\ntls_require_cert = yes\n")
+        cls.untrusted = lab.write("untrusted.cf", f"server_host = ldaps://127.0.0.1:{cls.slapd.ldaps_port}/\n"
+                                                  f"{common}tls_require_cert = yes\n")
+        cls.p1, cls.p2, cls.p3 = free_port(), free_port(), free_port()
+        cls.tm = start_tablemap(lab, [
+            "--table", f"ldaps={cls.ldaps}", "--table", f"starttls={cls.starttls}",
+            "--table", f"untrusted={cls.untrusted}", "--tcp", f"ldaps=127.0.0.1:{cls.p1}",
+            "--tcp", f"starttls=127.0.0.1:{cls.p2}", "--tcp", f"untrusted=127.0.0.1:{cls.p3}",
+        ], [cls.p1, cls.p2, cls.p3])
+
+    def test_tls(self):
+        self.assertEqual(tcp_lookup(self.p1, "alice@example.com"), (200, "alice@mail01.example.com"))
+        self.assertEqual(tcp_lookup(self.p2, "bob@example.com"), (200, "bob@mail02.example.com"))
+        self.assertEqual(tcp_lookup(self.p3, "alice@example.com")[0], 400)
+
+
+class ExampleTables(LabTestCase):
+    """The example tables in deploy/examples, unchanged but for
+    server_host, on the example directory: the classic tables of the seed
+    architecture answer the same through ldap: and through mailgrid."""
+
+    EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                            "deploy", "examples")
+    KEYS = {
+        "virtual": ["alice@example.com", "a.example@example.com", "staff@example.com", "abuse@example.com",
+                    "nobody@example.com"],
+        "canonical": ["alice@example.com", "bob@example.com", "nobody@example.com"],
+        "transport": ["alice@example.com", "bob@example.com", "nobody@example.com"],
+        "relay_domains": ["example.com", "example.org"],
+        "sender_login": ["alice@example.com", "a.example@example.com", "bob@example.com", "nobody@example.com"],
+    }
+    EXPECT = {
+        ("virtual", "a.example@example.com"): "alice@mail01.example.com",
+        ("canonical", "bob@example.com"): "bob@example.com",
+        ("transport", "bob@example.com"): "lmtp:[mail02.example.com]",
+        ("relay_domains", "example.com"): "example.com",
+        ("sender_login", "a.example@example.com"): "alice",
+    }
+
+    @classmethod
+    def setUpLab(cls):
+        lab = cls.lab
+        cls.slapd = Slapd(lab, [os.path.join(cls.EXAMPLES, "users.ldif")])
+        cls.pf = Postfix(lab, start=False)
+        cls.files = {}
+        args = []
+        for name in cls.KEYS:
+            with open(os.path.join(cls.EXAMPLES, f"{name}.cf")) as f:
+                text = f.read()
+            text = re.sub(r"^server_host = .*$", f"server_host = {cls.slapd.uri}", text, flags=re.M)
+            cls.files[name] = lab.write(f"{name}.cf", text)
+            args += ["--table", f"{name}={cls.files[name]}"]
+        cls.sm = free_port()
+        cls.tm = start_tablemap(lab, args + ["--socketmap", f"127.0.0.1:{cls.sm}",
+                                             "-o", "tablemap_style=virtual=exact, canonical=exact, transport=exact"],
+                                [cls.sm])
+
+    def test_examples_answer_like_ldap(self):
+        for name, keys in self.KEYS.items():
+            for key in keys:
+                ldap = self.pf.postmap_q(key, "ldap:" + self.files[name])[:2]
+                ours = self.pf.postmap_q(key, f"socketmap:inet:127.0.0.1:{self.sm}:{name}")[:2]
+                self.assertEqual(ours, ldap, f"{name}: {key}")
+                if (name, key) in self.EXPECT:
+                    self.assertEqual(ours, (0, self.EXPECT[(name, key)]), f"{name}: {key}")
+
+
 class CommandLine(LabTestCase):
     """-q like postmap -q, --check with file and line, exit codes."""
 
