@@ -259,6 +259,17 @@ access to * by * read
 
     def pause(self):
         self.proc.signal(signal.SIGSTOP)
+        # SIGSTOP takes effect when each thread is next scheduled: wait
+        # until all of them are stopped, or a request sent now may still
+        # be answered.
+        def stopped():
+            try:
+                tasks = os.listdir(f"/proc/{self.proc.pid}/task")
+                return all(open(f"/proc/{self.proc.pid}/task/{t}/stat").read().split(") ")[1][0] in "Tt"
+                           for t in tasks)
+            except OSError:
+                return False
+        wait_for(stopped, 10, what="slapd to stop")
 
     def resume(self):
         self.proc.signal(signal.SIGCONT)
