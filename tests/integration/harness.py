@@ -77,6 +77,25 @@ def wait_port(port, timeout=10.0, host="127.0.0.1"):
     wait_for(lambda: port_open(port, host), timeout, what=f"{host}:{port} to accept connections")
 
 
+class Host:
+    """Where a peer runs: this machine's loopback, or a network namespace
+    of a farm (see farm.py) with an address of its own."""
+
+    def __init__(self, address="127.0.0.1", netns=None, name="local"):
+        self.address = address
+        self.netns = netns
+        self.name = name
+
+    def wrap(self, args):
+        return (["ip", "netns", "exec", self.netns] if self.netns else []) + [str(a) for a in args]
+
+    def run(self, args, **kw):
+        return subprocess.run(self.wrap(args), **kw)
+
+
+LOCAL = Host()
+
+
 class Proc:
     """A process started by the lab, its output in files of the lab dir."""
 
@@ -155,8 +174,8 @@ class Lab:
         os.chmod(p, mode)
         return p
 
-    def spawn(self, name, args, **kw):
-        p = Proc(self, name, args, **kw)
+    def spawn(self, name, args, host=None, **kw):
+        p = Proc(self, name, host.wrap(args) if host else args, **kw)
         self.procs.append(p)
         return p
 
@@ -182,12 +201,13 @@ class Lab:
 class Slapd:
     """OpenLDAP slapd with the mail suite schema and an mdb database."""
 
-    def __init__(self, lab, ldif_files=(), port=None, name="slapd", tls=False):
+    def __init__(self, lab, ldif_files=(), port=None, name="slapd", tls=False, host=LOCAL):
         need("/usr/sbin/slapd", "/usr/sbin/slapadd", "ldapadd")
         self.lab = lab
         self.name = name
+        self.host = host
         self.port = port or free_port()
-        self.uri = f"ldap://127.0.0.1:{self.port}/"
+        self.uri = f"ldap://{host.address}:{self.port}/"
         self.dir = lab.path(name)
         os.makedirs(os.path.join(self.dir, "db"), exist_ok=True)
         self.conf = os.path.join(self.dir, "slapd.conf")
@@ -243,11 +263,12 @@ access to * by * read
             raise RuntimeError(f"slapadd {ldif}: {r.stderr}")
 
     def start(self):
-        urls = f"ldap://127.0.0.1:{self.port}/"
+        urls = f"ldap://{self.host.address}:{self.port}/"
         if self.ldaps_port:
-            urls += f" ldaps://127.0.0.1:{self.ldaps_port}/"
-        self.proc = self.lab.spawn(self.name, ["/usr/sbin/slapd", "-d", "0", "-f", self.conf, "-h", urls])
-        wait_port(self.port, 15)
+            urls += f" ldaps://{self.host.address}:{self.ldaps_port}/"
+        self.proc = self.lab.spawn(self.name, ["/usr/sbin/slapd", "-d", "0", "-f", self.conf, "-h", urls],
+                                   host=self.host)
+        wait_port(self.port, 15, self.host.address)
         # The port accepts before the database is ready: wait for a search.
         wait_for(lambda: self.search(SUFFIX, "base", "(objectClass=*)", check=False) is not None, 10,
                  what="slapd to answer")
@@ -298,24 +319,26 @@ access to * by * read
 
 
 class Redis:
-    def __init__(self, lab, name="redis"):
+    def __init__(self, lab, name="redis", host=LOCAL, port=None):
         need("redis-server", "redis-cli")
         self.lab = lab
         self.name = name
-        self.port = free_port()
+        self.host = host
+        self.port = port or free_port()
         self.start()
 
     def start(self):
         self.proc = self.lab.spawn(
             self.name,
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--daemonize", "no", "--dir", self.lab.dir],
+            ["redis-server", "--port", str(self.port), "--bind", self.host.address, "--save", "", "--appendonly",
+             "no", "--daemonize", "no", "--dir", self.lab.dir, "--protected-mode", "no"],
+            host=self.host,
         )
-        wait_port(self.port)
+        wait_port(self.port, 10, self.host.address)
 
     def cli(self, *args):
-        return subprocess.run(["redis-cli", "-p", str(self.port), *args], capture_output=True, text=True,
-                              timeout=10).stdout.strip()
+        return subprocess.run(["redis-cli", "-h", self.host.address, "-p", str(self.port), *args],
+                              capture_output=True, text=True, timeout=10).stdout.strip()
 
     def stop(self):
         self.proc.stop()
@@ -524,14 +547,16 @@ postlog            unix-dgram n  -      n      -      1       postlogd
 class Postfix:
     """A private Postfix instance: its own config dir, queue and log."""
 
-    def __init__(self, lab, name="postfix", main_cf=None, master_cf_extra="", start=True):
+    def __init__(self, lab, name="postfix", main_cf=None, master_cf_extra="", start=True, host=LOCAL,
+                 smtpd_port=None):
         need_root()
         need("postfix", "postmap")
         self.lab = lab
         self.name = name
+        self.host = host
         self.dir = lab.path(name)
         self.etc = os.path.join(self.dir, "etc")
-        self.smtpd_port = free_port()
+        self.smtpd_port = smtpd_port or free_port()
         os.makedirs(self.etc, exist_ok=True)
         os.makedirs(os.path.join(self.dir, "queue"), exist_ok=True)
         os.makedirs(os.path.join(self.dir, "data"), exist_ok=True)
@@ -552,7 +577,7 @@ class Postfix:
             "local_transport": "error:local delivery is disabled",
             "alias_maps": "",
             "alias_database": "",
-            "inet_interfaces": "127.0.0.1",
+            "inet_interfaces": host.address,
             "inet_protocols": "ipv4",
             "mynetworks": "127.0.0.0/8",
             "smtpd_relay_restrictions": "permit_mynetworks, reject_unauth_destination",
@@ -575,11 +600,11 @@ class Postfix:
             for k, v in self.params.items():
                 f.write(f"{k} = {v}\n")
         with open(os.path.join(self.etc, "master.cf"), "w") as f:
-            f.write(MASTER_CF.format(smtpd_port=f"127.0.0.1:{self.smtpd_port}"))
+            f.write(MASTER_CF.format(smtpd_port=f"{self.host.address}:{self.smtpd_port}"))
             f.write(master_cf_extra)
 
     def postfix(self, *args, check=True):
-        r = subprocess.run(["postfix", "-c", self.etc, *args], capture_output=True, text=True, timeout=60)
+        r = self.host.run(["postfix", "-c", self.etc, *args], capture_output=True, text=True, timeout=60)
         if check and r.returncode != 0:
             raise RuntimeError(f"postfix {' '.join(args)}: {r.stdout}{r.stderr}\n{self.log()}")
         return r
@@ -588,7 +613,7 @@ class Postfix:
         self.postfix("check")
         self.postfix("start")
         self.lab.on_close(lambda: self.postfix("stop", check=False))
-        wait_port(self.smtpd_port, 20)
+        wait_port(self.smtpd_port, 20, self.host.address)
 
     def reload(self, **params):
         self.params.update(params)
@@ -597,16 +622,16 @@ class Postfix:
 
     def postmap_q(self, key, table):
         """(exit status, stdout, stderr) of postmap -q KEY TABLE."""
-        r = subprocess.run(["postmap", "-c", self.etc, "-q", key, table], capture_output=True, text=True, timeout=60)
+        r = self.host.run(["postmap", "-c", self.etc, "-q", key, table], capture_output=True, text=True, timeout=60)
         return r.returncode, r.stdout.rstrip("\n"), r.stderr
 
     def postmap_q_stdin(self, keys, table):
-        r = subprocess.run(["postmap", "-c", self.etc, "-q", "-", table], input="".join(k + "\n" for k in keys),
-                           capture_output=True, text=True, timeout=300)
+        r = self.host.run(["postmap", "-c", self.etc, "-q", "-", table], input="".join(k + "\n" for k in keys),
+                          capture_output=True, text=True, timeout=300)
         return r.returncode, r.stdout, r.stderr
 
     def smtp(self):
-        s = smtplib.SMTP("127.0.0.1", self.smtpd_port, timeout=30)
+        s = smtplib.SMTP(self.host.address, self.smtpd_port, timeout=30)
         s.ehlo("client.test.example")
         return s
 
@@ -623,10 +648,10 @@ class Postfix:
             return ""
 
     def flush(self):
-        subprocess.run(["postqueue", "-c", self.etc, "-f"], capture_output=True, timeout=30)
+        self.host.run(["postqueue", "-c", self.etc, "-f"], capture_output=True, timeout=30)
 
     def queue_empty(self):
-        r = subprocess.run(["postqueue", "-c", self.etc, "-p"], capture_output=True, text=True, timeout=30)
+        r = self.host.run(["postqueue", "-c", self.etc, "-p"], capture_output=True, text=True, timeout=30)
         return "Mail queue is empty" in r.stdout
 
 
@@ -638,11 +663,11 @@ def mailgrid_cf(lab, params, name="mailgrid.cf"):
     return lab.write(name, text)
 
 
-def start_tablemap(lab, args, ports=(), name="tablemap"):
-    p = lab.spawn(name, [binary("ldap_tablemap"), "-f", *args])
+def start_tablemap(lab, args, ports=(), name="tablemap", host=LOCAL):
+    p = lab.spawn(name, [binary("ldap_tablemap"), "-f", *args], host=host)
     for port in ports:
         try:
-            wait_port(port, 10)
+            wait_port(port, 10, host.address)
         except AssertionError:
             raise AssertionError(f"ldap_tablemap did not start: {p.stderr()}")
     return p
@@ -771,13 +796,15 @@ class Cyrus:
     directory, as the user cyrus. Passwords are checked through a saslauthd
     socket (ours) unless sasl='sasldb'."""
 
-    def __init__(self, lab, name="cyrus", saslauthd_path=None, servername=None, extra=None):
+    def __init__(self, lab, name="cyrus", saslauthd_path=None, servername=None, extra=None, host=LOCAL,
+                 ports=None, prefork=0):
         need_root()
         need(f"{CYRBIN}/master", f"{CYRBIN}/imapd")
         self.lab = lab
         self.name = name
+        self.host = host
         self.dir = lab.path(name)
-        self.imap_port, self.pop3_port, self.lmtp_port = free_port(), free_port(), free_port()
+        self.imap_port, self.pop3_port, self.lmtp_port = ports or (free_port(), free_port(), free_port())
         self.servername = servername or f"{name}.test.example"
         for sub in ("config/db", "config/socket", "config/proc", "config/lock", "config/log", "spool", "sieve"):
             os.makedirs(os.path.join(self.dir, sub), exist_ok=True)
@@ -810,9 +837,9 @@ class Cyrus:
   recover cmd="ctl_cyrusdb -C {self.conf} -r"
 }}
 SERVICES {{
-  imap cmd="imapd -C {self.conf}" listen="127.0.0.1:{self.imap_port}" prefork=0
-  pop3 cmd="pop3d -C {self.conf}" listen="127.0.0.1:{self.pop3_port}" prefork=0
-  lmtp cmd="lmtpd -C {self.conf} -a" listen="127.0.0.1:{self.lmtp_port}" prefork=0
+  imap cmd="imapd -C {self.conf}" listen="{host.address}:{self.imap_port}" prefork={prefork}
+  pop3 cmd="pop3d -C {self.conf}" listen="{host.address}:{self.pop3_port}" prefork={prefork}
+  lmtp cmd="lmtpd -C {self.conf} -a" listen="{host.address}:{self.lmtp_port}" prefork={prefork}
 }}
 EVENTS {{
   checkpoint cmd="ctl_cyrusdb -C {self.conf} -c" period=30
@@ -822,11 +849,11 @@ EVENTS {{
         self.start()
 
     def start(self):
-        subprocess.run([f"{CYRBIN}/master", "-C", self.conf, "-M", os.path.join(self.dir, "cyrus.conf"),
-                        "-p", os.path.join(self.dir, "master.pid"), "-d", "-L", os.path.join(self.dir, "master.err")],
-                       check=True, timeout=30)
+        self.host.run([f"{CYRBIN}/master", "-C", self.conf, "-M", os.path.join(self.dir, "cyrus.conf"),
+                       "-p", os.path.join(self.dir, "master.pid"), "-d", "-L", os.path.join(self.dir, "master.err")],
+                      check=True, timeout=30)
         self.lab.on_close(self.stop)
-        wait_port(self.imap_port, 20)
+        wait_port(self.imap_port, 20, self.host.address)
 
     def stop(self):
         pidfile = os.path.join(self.dir, "master.pid")
@@ -842,7 +869,7 @@ EVENTS {{
     def create_mailbox(self, name, admin_password, admin="cyrus"):
         """CREATE as the Cyrus admin (who must pass the instance's password check)."""
         import imaplib
-        m = imaplib.IMAP4("127.0.0.1", self.imap_port)
+        m = imaplib.IMAP4(self.host.address, self.imap_port)
         try:
             m.login(admin, admin_password)
             typ, data = m.create(name)
@@ -855,7 +882,7 @@ EVENTS {{
 
     def deliver(self, rcpt, message):
         """Deliver over LMTP (lmtpd -a: no authentication)."""
-        with smtplib.LMTP("127.0.0.1", self.lmtp_port, timeout=30) as l:
+        with smtplib.LMTP(self.host.address, self.lmtp_port, timeout=30) as l:
             l.sendmail("sender@test.example", [rcpt], message)
 
 
@@ -865,13 +892,14 @@ EVENTS {{
 class NginxMail:
     """nginx's mail proxy (libnginx-mod-mail) asking auth_http_url."""
 
-    def __init__(self, lab, auth_http, name="nginx", secret=None):
+    def __init__(self, lab, auth_http, name="nginx", secret=None, host=LOCAL, ports=None):
         need_root()
         need("nginx", "/usr/lib/nginx/modules/ngx_mail_module.so")
         self.lab = lab
+        self.host = host
         self.dir = lab.path(name)
         os.makedirs(self.dir, exist_ok=True)
-        self.imap_port, self.pop3_port = free_port(), free_port()
+        self.imap_port, self.pop3_port = ports or (free_port(), free_port())
         self.conf = os.path.join(self.dir, "nginx.conf")
         header = f"    auth_http_header X-Auth-Key {secret};\n" if secret else ""
         with open(self.conf, "w") as f:
@@ -886,25 +914,25 @@ mail {{
 {header}    auth_http_timeout 10s;
     proxy_pass_error_message on;
     server {{
-        listen 127.0.0.1:{self.imap_port};
+        listen {host.address}:{self.imap_port};
         protocol imap;
         imap_auth plain login;
     }}
     server {{
-        listen 127.0.0.1:{self.pop3_port};
+        listen {host.address}:{self.pop3_port};
         protocol pop3;
         pop3_auth plain;
     }}
 }}
 """)
-        r = subprocess.run(["nginx", "-t", "-p", self.dir + "/", "-c", self.conf, "-e", self.dir + "/error.log"],
-                           capture_output=True, text=True)
+        r = host.run(["nginx", "-t", "-p", self.dir + "/", "-c", self.conf, "-e", self.dir + "/error.log"],
+                     capture_output=True, text=True)
         if r.returncode != 0:
             raise RuntimeError(f"nginx -t: {r.stderr}")
-        subprocess.run(["nginx", "-p", self.dir + "/", "-c", self.conf, "-e", self.dir + "/error.log"], check=True)
+        host.run(["nginx", "-p", self.dir + "/", "-c", self.conf, "-e", self.dir + "/error.log"], check=True)
         lab.on_close(self.stop)
-        wait_port(self.imap_port)
-        wait_port(self.pop3_port)
+        wait_port(self.imap_port, 10, host.address)
+        wait_port(self.pop3_port, 10, host.address)
 
     def stop(self):
         try:
