@@ -350,13 +350,14 @@ class Redis:
 class SmtpSink:
     """A minimal SMTP/LMTP server that records envelopes and messages."""
 
-    def __init__(self, lab, lmtp=False):
+    def __init__(self, lab, lmtp=False, address="127.0.0.1"):
         self.lmtp = lmtp
+        self.address = address
         self.messages = []  # (mail_from, [rcpt], data)
         self.lock = threading.Lock()
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind((address, 0))
         self.sock.listen(64)
         self.port = self.sock.getsockname()[1]
         self.running = True

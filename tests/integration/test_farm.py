@@ -1,0 +1,221 @@
+#!/usr/bin/env python3
+"""The whole system as a farm on one machine: hosts are network namespaces
+with addresses and names of their own, configured as a real farm would be.
+
+  ldap   slapd (the directory)            redis  Redis (shared caches, counts)
+  fe1    Postfix MX + ldap_tablemap + nginx + webmail_locator
+  fe2    the same
+  cy01   Cyrus IMAP/POP3/LMTP + sasl_ldap_auth
+  cy02   the same
+
+Mail to every user, sent at either frontend, must arrive once, in that
+user's mailbox, on the backend the directory names; +extensions land in the
+folder; aliases and forwards follow the directory; every user reads their
+mail over IMAP and POP3 through either frontend's nginx."""
+
+import base64
+import hashlib
+import imaplib
+import os
+import poplib
+import re
+import smtplib
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from farm import Farm  # noqa: E402
+from harness import (SUFFIX, Cyrus, LabTestCase, NginxMail, Postfix, Redis, Slapd, SmtpSink, binary,  # noqa: E402
+                     start_tablemap, wait_for, wait_port)
+
+USERS = int(os.environ.get("MAILGRID_FARM_USERS", "1000"))
+BACKENDS = ["cy01", "cy02"]
+
+
+def ssha(pw):
+    salt = hashlib.sha1(pw.encode()).digest()[:8]
+    return "{SSHA}" + base64.b64encode(hashlib.sha1(pw.encode() + salt).digest() + salt).decode()
+
+
+def backend_of(i):
+    return BACKENDS[i % len(BACKENDS)]
+
+
+def directory(sink_host):
+    out = [f"dn: {SUFFIX}\nobjectClass: dcObject\nobjectClass: organization\ndc: example\no: Example\n",
+           f"dn: ou=people,{SUFFIX}\nobjectClass: organizationalUnit\nou: people\n",
+           f"dn: uid=cyrus,ou=people,{SUFFIX}\nobjectClass: inetOrgPerson\nuid: cyrus\ncn: admin\nsn: admin\n"
+           f"userPassword: {ssha('cyrusadminpw')}\n"]
+    for i in range(USERS):
+        u = f"user{i:04d}"
+        out.append(f"dn: uid={u},ou=people,{SUFFIX}\nobjectClass: inetOrgPerson\nobjectClass: mailSuiteRecipient\n"
+                   f"uid: {u}\ncn: {u}\nsn: {u}\nmail: {u}@example.com\nmailacceptinggeneralid: {u}@example.com\n"
+                   f"maildrop: {u}@{backend_of(i)}.example.com\nuserPassword: {ssha('pw-' + u)}\n")
+    out.append(f"dn: cn=team,ou=people,{SUFFIX}\nobjectClass: organizationalRole\nobjectClass: mailSuiteRecipient\n"
+               "cn: team\nmailacceptinggeneralid: team@example.com\n"
+               "maildrop: user0000@cy01.example.com\nmaildrop: user0001@cy02.example.com\n")
+    out.append(f"dn: cn=away,ou=people,{SUFFIX}\nobjectClass: organizationalRole\nobjectClass: mailSuiteRecipient\n"
+               f"cn: away\nmailacceptinggeneralid: away@example.com\nmaildrop: someone@{sink_host}\n")
+    return "\n".join(out)
+
+
+class WholeFarm(LabTestCase):
+    @classmethod
+    def setUpLab(cls):
+        lab = cls.lab
+        farm = Farm(lab)
+        cls.farm = farm
+        ldap, redis = farm.add("ldap", 10), farm.add("redis", 11)
+        cls.fronts = [farm.add("fe1", 21), farm.add("fe2", 22)]
+        cls.backs = {name: farm.add(name, 41 + k) for k, name in enumerate(BACKENDS)}
+        farm.write_hosts()
+        # Mail for the outside world leaves through a sink on the bridge.
+        cls.outside = SmtpSink(lab, address=farm.subnet + ".1")
+
+        users = lab.write("users.ldif", directory("outside.example.net"))
+        cls.slapd = Slapd(lab, [users], host=ldap, port=389)
+        cls.redis = Redis(lab, host=redis, port=6379)
+        sasl_conf = lab.write("saslauthd.conf", f"ldap_servers: ldap://ldap.example.com/\nldap_search_base: {SUFFIX}\n"
+                                                "ldap_filter: (|(uid=%u)(mail=%u))\nldap_timeout: 5\n")
+
+        # Backends: Cyrus checking passwords through sasl_ldap_auth.
+        cls.cyrus = {}
+        for name, host in cls.backs.items():
+            run = lab.path(f"{name}-run")
+            os.makedirs(run)
+            lab.spawn(f"{name}-sasl", [binary("sasl_ldap_auth"), "-a", "ldap", "-O", sasl_conf, "-m", run, "-d",
+                                       "-c", "-t", "600"], host=host)
+            wait_for(lambda r=run: os.path.exists(r + "/mux"), 10, what="the mux socket")
+            cls.cyrus[name] = Cyrus(lab, name, saslauthd_path=run + "/mux", servername=f"{name}.example.com",
+                                    host=host, ports=(143, 110, 24), prefork=2,
+                                    extra={"lmtp_fuzzy_mailbox_match": "yes"})
+        # Each user's mailbox on their backend, and a folder for +lists.
+        for name, cy in cls.cyrus.items():
+            m = imaplib.IMAP4(cy.host.address, 143)
+            m.login("cyrus", "cyrusadminpw")
+            # The admin may read them too, so the test can count messages.
+            for i in range(USERS):
+                if backend_of(i) == name:
+                    m.create(f"user.user{i:04d}")
+                    m.setacl(f"user.user{i:04d}", "cyrus", "lrs")
+            if name == backend_of(2):
+                m.create("user.user0002.lists")
+                m.setacl("user.user0002.lists", "anyone", "p")
+                m.setacl("user.user0002.lists", "cyrus", "lrs")
+            m.logout()
+
+        # Frontends: Postfix asks ldap_tablemap; nginx asks webmail_locator.
+        virtual = lab.write("virtual.cf", f"server_host = ldap://ldap.example.com/\nversion = 3\nbind = no\n"
+                                          f"search_base = {SUFFIX}\nquery_filter = (mailacceptinggeneralid=%s)\n"
+                                          "result_attribute = maildrop\n")
+        # Mail for a backend goes over LMTP to that backend; everything
+        # else (forwards to the outside) takes the default route.
+        transport = lab.write("transport.cf", f"server_host = ldap://ldap.example.com/\nversion = 3\nbind = no\n"
+                                              f"search_base = {SUFFIX}\nquery_filter = (maildrop=%s)\n"
+                                              f"domain = {', '.join(b + '.example.com' for b in BACKENDS)}\n"
+                                              "result_attribute = maildrop\nresult_format = lmtp:[%d]:24\n")
+        locate = lab.write("locate.cf", f"server_host = ldap://ldap.example.com/\nversion = 3\nbind = no\n"
+                                        f"search_base = {SUFFIX}\nquery_filter = (|(uid=%s)(mail=%s))\n"
+                                        "result_attribute = maildrop\n")
+        cls.postfix, cls.nginx = [], []
+        for k, fe in enumerate(cls.fronts):
+            start_tablemap(lab, ["--table", f"virtual={virtual}", "--table", f"transport={transport}",
+                                 "--socketmap", "127.0.0.1:10027", "-o", "redis_server=redis://redis.example.com:6379/0"],
+                           name=f"{fe.name}-tablemap", host=fe)
+            cls.postfix.append(Postfix(lab, name=f"{fe.name}-postfix", host=fe, smtpd_port=25, main_cf={
+                "myhostname": fe.fqdn,
+                "virtual_alias_domains": "example.com",
+                "virtual_alias_maps": "socketmap:inet:127.0.0.1:10027:virtual",
+                "transport_maps": "socketmap:inet:127.0.0.1:10027:transport",
+                "relayhost": f"[{cls.outside.address}]:{cls.outside.port}",
+                "recipient_delimiter": "+",
+                "lmtp_destination_recipient_limit": "50",
+                "mynetworks": f"127.0.0.0/8, {farm.subnet}.0/24",
+            }))
+            lab.spawn(f"{fe.name}-locator", [
+                binary("webmail_locator"), "-f", "-c", "/dev/null", "--listen", "127.0.0.1:10080",
+                "-o", "locator_mech=ldap", "-o", f"locator_saslauthd_conf={sasl_conf}",
+                "-o", f"locator_sources=maildrop={locate}", "-o", "redis_server=redis://redis.example.com:6379/0"],
+                host=fe)
+            cls.nginx.append(NginxMail(lab, "127.0.0.1:10080/auth", name=f"{fe.name}-nginx", host=fe,
+                                       ports=(143, 110)))
+
+    def send(self, k, rcpt, subject):
+        fe = self.fronts[k % 2]
+        with smtplib.SMTP(fe.address, 25, timeout=60) as s:
+            s.sendmail("sender@test.example", [rcpt],
+                       f"From: sender@test.example\r\nTo: {rcpt}\r\nSubject: {subject}\r\n\r\nbody {subject}\r\n")
+
+    def mailbox_counts(self, token):
+        """{(backend, mailbox): number of messages whose subject has token}."""
+        counts = {}
+        for name, cy in self.cyrus.items():
+            m = imaplib.IMAP4(cy.host.address, 143)
+            m.login("cyrus", "cyrusadminpw")
+            _, boxes = m.list('""', '"user.*"')
+            for line in boxes:
+                box = re.search(r'(?:"([^"]*)"|(\S+))$', line.decode())
+                box = box.group(1) or box.group(2)
+                typ, _ = m.select(f'"{box}"', readonly=True)
+                if typ != "OK":
+                    continue
+                _, hits = m.search(None, "SUBJECT", token)
+                n = len(hits[0].split())
+                if n:
+                    counts[(name, box)] = n
+            m.logout()
+        return counts
+
+    def wait_delivered(self, expected_total, token, timeout=180):
+        def done():
+            queues_empty = all(p.queue_empty() for p in self.postfix)
+            return queues_empty and sum(self.mailbox_counts(token).values()) >= expected_total
+        wait_for(done, timeout, interval=2, what=f"{expected_total} messages delivered")
+
+    def test_1_every_user_gets_their_mail_once_on_their_backend(self):
+        token = f"run{int(time.time())}"
+        for i in range(USERS):
+            self.send(i, f"user{i:04d}@example.com", f"{token} to user{i:04d}")
+        self.wait_delivered(USERS, token)
+        counts = self.mailbox_counts(token)
+        for i in range(USERS):
+            self.assertEqual(counts.get((backend_of(i), f"user.user{i:04d}")), 1, f"user{i:04d}")
+        self.assertEqual(sum(counts.values()), USERS, "a message landed twice or in the wrong mailbox")
+
+    def test_2_extension_alias_forward(self):
+        token = f"misc{int(time.time())}"
+        self.send(0, "user0002+lists@example.com", f"{token} ext")
+        self.send(1, "team@example.com", f"{token} team")
+        self.send(0, "away@example.com", f"{token} away")
+        self.wait_delivered(3, token)
+        counts = self.mailbox_counts(token)
+        self.assertEqual(counts.get((backend_of(2), "user.user0002.lists")), 1)
+        self.assertEqual(counts.get(("cy01", "user.user0000")), 1)
+        self.assertEqual(counts.get(("cy02", "user.user0001")), 1)
+        wait_for(lambda: any(token in d.decode(errors="replace") for _, _, d in self.outside.messages), 60,
+                 what="the forward to the outside")
+        forwarded = [r for _, rs, d in self.outside.messages if token in d.decode(errors="replace") for r in rs]
+        self.assertEqual(forwarded, ["someone@outside.example.net"])
+
+    def test_3_read_through_either_frontend(self):
+        for k, i in enumerate([5, 6, 7, 8]):
+            user = f"user{i:04d}"
+            ng = self.nginx[k % 2]
+            m = imaplib.IMAP4(ng.host.address, 143)
+            m.login(user, f"pw-{user}")
+            typ, data = m.select("INBOX", readonly=True)
+            self.assertEqual(typ, "OK")
+            m.logout()
+            p = poplib.POP3(self.nginx[(k + 1) % 2].host.address, 110, timeout=30)
+            p.user(user)
+            p.pass_(f"pw-{user}")
+            self.assertGreaterEqual(p.stat()[0], 0)
+            p.quit()
+        m = imaplib.IMAP4(self.nginx[0].host.address, 143)
+        with self.assertRaises(imaplib.IMAP4.error):
+            m.login("user0005", "wrong")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
