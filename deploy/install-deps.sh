@@ -16,6 +16,9 @@ demo_pkgs=(postfix swaks)
 test_pkgs=(clang libclang-rt-14-dev slapd ldap-utils postfix postfix-ldap redis-server swaks sasl2-bin
     libsasl2-modules cyrus-imapd cyrus-pop3d cyrus-murder cyrus-admin cyrus-clients nginx libnginx-mod-mail maildrop
     dpkg-dev)
+# maildir_deliver's peers: dovecot-lda, doveadm and Dovecot's LMTP (no
+# imap-server: cyrus-imapd stays installable).
+test_pkgs+=(dovecot-core dovecot-lmtpd)
 
 # The webmail browser test: Roundcube (run by PHP's own server) and headless
 # Chromium driven through chromedriver. Without their recommends, which

@@ -1,0 +1,192 @@
+// cli - maildir_deliver's command line and the frame of a one-message
+// delivery (see cli.hpp).
+#include "cli.hpp"
+
+#include <sysexits.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+
+#include "log/log.hpp"
+#include "mail/address.hpp"
+#include "util/strings.hpp"
+
+namespace mailgrid {
+
+std::optional<int> parse_command_line(CLI::App& app, Invocation& inv, int argc, char** argv) {
+    app.set_version_flag("--version", "maildir_deliver " MAILGRID_VERSION);
+    // "maildir_deliver purge -o name=value" as well as before the subcommand.
+    app.fallthrough();
+    // -f is the envelope sender here, as for sendmail and dovecot-lda.
+    app.add_option("-c,--config", inv.common.config_path, "mailgrid.cf to read")->capture_default_str();
+    app.add_option("-o", inv.common.overrides, "override a parameter: -o name=value")->take_all();
+    app.add_flag("--foreground", inv.common.foreground, "log to stderr (and stay in the foreground with --lmtp)");
+    app.add_flag("-v,--verbose", inv.common.verbose, "more logging (repeat for more)");
+    app.add_flag("--check", inv.common.check, "validate the configuration and exit");
+    app.add_flag("--show", inv.common.show, "print the effective parameters and exit");
+    app.add_option("-d,--destination", inv.destination, "recipient: user@domain or user+extension@domain (pipe(8))");
+    app.add_option("-e,--extension", inv.extension, "address extension: delivers into the folder .extension");
+    app.add_option("-f,--from", inv.sender, "envelope sender, for the log");
+    app.add_option("-i,--queue-id", inv.queue_id, "Postfix queue id, for the log (pipe(8): ${queue_id})");
+    app.add_option("--maildir", inv.maildir, "deliver into this Maildir (like deliverquota)");
+    app.add_option("--quota", inv.quota, "with --maildir: the quota, <bytes>S,<messages>C");
+    app.add_option("--lmtp", inv.lmtp, "serve LMTP on unix:/path or inet:host:port (default: deliver_lmtp_listen)")
+        ->expected(0, 1);
+    inv.purge_command = app.add_subcommand("purge", "remove old unflagged messages from cur/ of every user's INBOX");
+    inv.purge_command->add_flag("--dry-run", inv.purge.dry_run, "say what would be removed, remove nothing");
+    inv.days = inv.purge_command->add_option("--days", inv.purge.days, "age in days (default: deliver_purge_days)");
+    inv.reconcile_command = app.add_subcommand("reconcile", "compare the directory's users with the Maildirs on disk");
+    inv.reconcile_command->add_flag("--remove", inv.reconcile.remove,
+                                    "move Maildirs without a directory entry to the attic");
+    inv.reconcile_command->add_flag("--force", inv.reconcile.force, "move them even when most Maildirs would go");
+    inv.reconcile_command->add_flag("--dry-run", inv.reconcile_dry_run, "only list (the default without --remove)");
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::Success& e) {
+        return app.exit(e);
+    } catch (const CLI::ParseError& e) {
+        // Under Postfix any status but 75 (and 71) bounces the message.
+        finish(EX_TEMPFAIL, "4.3.5", std::string("maildir_deliver: bad command line: ") + e.what());
+    }
+    if (inv.reconcile_dry_run) inv.reconcile.remove = false;
+    inv.serve = app.count("--lmtp") > 0;
+    return std::nullopt;
+}
+
+SuiteConfig load_deliver_config(const Invocation& inv) {
+    log::init("maildir_deliver", log::Sink::Stderr);
+    SuiteConfig config;
+    try {
+        config = SuiteConfig::load(inv.common.config_path, inv.common.overrides,
+                                   inv.common.config_path != kDefaultConfig);
+        config.declare(common_params());
+        config.declare(deliver_params());
+    } catch (const ConfigError& e) {
+        if (inv.delivering()) defer_config(e.what());
+        std::cerr << "maildir_deliver: fatal: " << e.what() << "\n";
+        std::exit(EX_CONFIG);
+    }
+    if (!inv.lmtp.empty()) config.set("deliver_lmtp_listen", inv.lmtp);
+    bool interactive = inv.common.foreground || inv.common.check || inv.common.show || inv.maintenance() || ::isatty(2);
+    init_logging("maildir_deliver", config, interactive, inv.common.verbose);
+    return config;
+}
+
+bool serving_lmtp(const Invocation& inv, const SuiteConfig& config) {
+    if (!inv.serve || inv.maintenance() || inv.common.check || inv.common.show) return false;
+    if (config.get("deliver_lmtp_listen").empty()) {
+        std::cerr << "maildir_deliver: fatal: --lmtp needs an address (unix:/path or inet:host:port) or "
+                     "deliver_lmtp_listen\n";
+        std::exit(EX_USAGE);
+    }
+    return true;
+}
+
+void finish(int code, const std::string& enhanced, const std::string& text) {
+    std::fflush(stdout);
+    std::string line = enhanced + " " + text + "\n";
+    (void)!::write(1, line.data(), line.size());
+    std::exit(code);
+}
+
+void defer_config(const std::string& why) {
+    log::error("%s", why.c_str());
+    finish(EX_TEMPFAIL, "4.3.5", "maildir_deliver configuration error: " + why);
+}
+
+namespace {
+
+void on_time_limit(int) {
+    maildir::remove_tmp_in_progress();
+    static const char text[] = "4.3.0 maildir_deliver: time limit exceeded\n";
+    (void)!::write(1, text, sizeof text - 1);
+    ::_exit(EX_TEMPFAIL);
+}
+
+std::string env(const char* name) {
+    const char* v = std::getenv(name);
+    return v ? v : "";
+}
+
+}  // namespace
+
+OneMessage prepare_one_message(const Invocation& inv, MailboxStore& store, const SuiteConfig& config) {
+    OneMessage m;
+    m.started = std::chrono::steady_clock::now();
+    // Postfix bounces a command that outlives command_time_limit: give up
+    // (and defer) first.
+    auto limit = std::chrono::duration_cast<std::chrono::seconds>(config.get_duration("deliver_time_limit"));
+    maildir::track_tmp_for_signals(true);
+    std::signal(SIGALRM, on_time_limit);
+    ::alarm(static_cast<unsigned>(std::max<long long>(1, limit.count())));
+
+    std::optional<Recipient> r;
+    std::string why;
+    if (!inv.maildir.empty()) {
+        std::optional<maildirsize::Limit> quota;
+        if (!inv.quota.empty()) {
+            quota = maildirsize::parse_limit(inv.quota, &why);
+            if (!quota) defer_config("--quota " + inv.quota + ": " + why);
+        }
+        store.set_explicit_maildir(inv.maildir, quota);
+        r = Recipient{};
+        r->extension = inv.extension;
+        r->address = !inv.destination.empty() ? inv.destination : !env("RECIPIENT").empty() ? env("RECIPIENT")
+                                                                                            : inv.maildir;
+        if (!inv.extension.empty() && !maildir::folder_for_extension(inv.extension, &why)) r.reset();
+    } else if (!inv.destination.empty()) {
+        auto split = split_address(inv.destination);
+        if (!inv.extension.empty() && split.has_at)
+            r = store.make_recipient(split.local, split.domain, inv.extension, &why);
+        else
+            r = store.parse_address(inv.destination, &why);
+    } else {
+        auto user = env("USER");
+        if (user.empty()) defer_config("no recipient: USER is not set (local(8) sets it) and no -d was given");
+        auto domain = env("DOMAIN");
+        if (domain.empty()) defer_config("no recipient domain: DOMAIN is not set and no -d was given");
+        r = store.make_recipient(user, domain, env("EXTENSION"), &why);
+        if (r && !env("RECIPIENT").empty()) r->address = env("RECIPIENT");
+    }
+    m.shown = r ? r->address : !inv.destination.empty() ? inv.destination : env("USER") + "@" + env("DOMAIN");
+    if (!r) conclude(store, m, inv, store.bad_address(why));
+    m.recipient = std::move(*r);
+    return m;
+}
+
+void read_input(OneMessage& m, const MailboxStore& store) {
+    // Up to one byte more than the limit: enough to tell it is too big.
+    std::size_t cap = store.message_size_limit() ? store.message_size_limit() + 1 : SIZE_MAX;
+    char buf[65536];
+    for (;;) {
+        std::size_t want = std::min(sizeof buf, cap - m.raw.size());
+        if (want == 0) break;
+        ssize_t n = ::read(0, buf, want);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            finish(EX_TEMPFAIL, "4.3.0", std::string("cannot read the message: ") + std::strerror(errno));
+        }
+        if (n == 0) break;
+        m.raw.append(buf, static_cast<std::size_t>(n));
+    }
+    // local(8) puts "From sender date" first; a Maildir has no such line.
+    m.body = 0;
+    if (m.raw.rfind("From ", 0) == 0) {
+        auto nl = m.raw.find('\n');
+        m.body = nl == std::string::npos ? m.raw.size() : nl + 1;
+    }
+}
+
+void conclude(const MailboxStore& store, const OneMessage& m, const Invocation& inv, const Outcome& o) {
+    ::alarm(0);
+    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - m.started).count();
+    store.record(o, m.shown, inv.queue_id, m.message().size(), seconds);
+    if (o.kind == Outcome::Kind::Delivered) std::exit(EX_OK);
+    finish(o.exit_code(), o.enhanced(), "<" + printable(m.shown, 100) + ">: " + o.text);
+}
+
+}  // namespace mailgrid

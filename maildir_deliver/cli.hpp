@@ -1,0 +1,84 @@
+// cli - the command line of maildir_deliver and what a one-message
+// delivery does around the Maildir itself (the recipient from -d or the
+// environment, the message from stdin, the time limit, the status line
+// for Postfix), shared by the lean front binary (maildir_deliver) and the
+// full program it hands over to (maildir_deliverd).
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "daemon/daemon.hpp"
+#include "mailbox.hpp"
+
+namespace mailgrid {
+
+struct PurgeOptions {
+    int days = 30;
+    bool dry_run = false;
+};
+
+struct ReconcileOptions {
+    bool remove = false;  // move Maildirs without an entry to the attic
+    bool force = false;   // even when most Maildirs would go
+    std::string attic;
+};
+
+struct Invocation {
+    CommonOptions common;
+    std::string destination, extension, sender, queue_id, maildir, quota, lmtp;
+    bool serve = false;  // --lmtp given (with or without an address)
+    PurgeOptions purge;
+    ReconcileOptions reconcile;
+    bool reconcile_dry_run = false;
+    CLI::App* purge_command = nullptr;
+    CLI::App* reconcile_command = nullptr;
+    CLI::Option* days = nullptr;
+
+    bool maintenance() const { return purge_command->parsed() || reconcile_command->parsed(); }
+    // Deliver one message from stdin (not a server, a job or a check)?
+    bool delivering() const { return !maintenance() && !common.check && !common.show && !serve; }
+};
+
+// Defines the options and subcommands; parses argv. Returns an exit status
+// when there is nothing more to do (--help, --version), and a bad command
+// line defers the message (75, "4.3.5 ...") since Postfix bounces for 64.
+std::optional<int> parse_command_line(CLI::App& app, Invocation& inv, int argc, char** argv);
+
+// mailgrid.cf with every parameter declared; -o applied; --lmtp as
+// deliver_lmtp_listen. Trouble defers when delivering, else exits 78.
+SuiteConfig load_deliver_config(const Invocation& inv);
+
+// Does this invocation serve LMTP? Only with --lmtp: a .forward or
+// mailbox_command delivery may read a mailgrid.cf that sets
+// deliver_lmtp_listen for the server. Exits 78 when there is no address.
+bool serving_lmtp(const Invocation& inv, const SuiteConfig& config);
+
+// The first line Postfix reads ("4.2.2 <joe@example.com>: mailbox full"), then exit.
+[[noreturn]] void finish(int code, const std::string& enhanced, const std::string& text);
+// Configuration trouble while delivering: 4.3.5 and exit 75.
+[[noreturn]] void defer_config(const std::string& why);
+
+// One message from stdin: the recipient (-d, --maildir, or USER, DOMAIN,
+// EXTENSION from local(8)), the time limit set, the message read.
+struct OneMessage {
+    Recipient recipient;
+    std::string shown;    // the address for the log and the status line
+    std::string raw;      // stdin as read
+    std::size_t body = 0; // where the message starts in raw (after a "From " line)
+    std::chrono::steady_clock::time_point started;
+    std::string_view message() const { return std::string_view(raw).substr(body); }
+};
+// Finishes (bad address, unreadable input, too big) when it cannot go on.
+// The message is read only when read_input is set.
+OneMessage prepare_one_message(const Invocation& inv, MailboxStore& store, const SuiteConfig& config);
+void read_input(OneMessage& m, const MailboxStore& store);
+
+// Logs the outcome and exits with its status (printing the status line
+// unless delivered).
+[[noreturn]] void conclude(const MailboxStore& store, const OneMessage& m, const Invocation& inv, const Outcome& o);
+
+}  // namespace mailgrid
