@@ -13,12 +13,30 @@
  *                        protocol, one connection per login as libsasl2
  *                        does; each line "login<TAB>password[<TAB>service]";
  *                        OK counts as found, NO as notfound
+ *   loadgen -m http      -p PORT -c 64 -k logins.txt [-a /auth] [-s SECRET]
+ *                        [-C CLIENT-IP|spread]   nginx's mail auth_http: one
+ *                        HTTP/1.0 connection per login with the headers nginx
+ *                        sends (Auth-User and Auth-Pass %-escaped as nginx
+ *                        does, X-Auth-Key: SECRET if given); Client-IP is
+ *                        fixed (default 127.0.0.1) or, with "spread", a
+ *                        different 10.x.y.z per login. "Auth-Status: OK"
+ *                        counts as found, any other Auth-Status as notfound
+ *   loadgen -m imap      -p PORT -c 8 -k logins.txt    a whole IMAP session
+ *                        per login: greeting, a1 LOGIN (quoted strings, or
+ *                        literals when needed), a2 LOGOUT, read until the
+ *                        server closes; OK counts as found, NO as notfound
+ *
+ * Login files have one "login<TAB>password" a line.
+ *
+ * -r RATE makes any mode open-loop: requests are due at RATE per second in
+ * all (at most -c in flight), and latency counts from when each was due.
  *
  * Prints one line: mode=... conns=... requests=... seconds=... rps=...
  * p50_us=... p99_us=... p999_us=... found=... notfound=... errors=...
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <signal.h>
 #include <ldap.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -34,7 +52,9 @@
 
 static const char *mode = "tcp", *host = "127.0.0.1", *map_name = "virtual", *base = "dc=example,dc=com";
 static const char *unix_path;
+static const char *auth_path = "/auth", *secret, *client_ip = "127.0.0.1";
 static int port, conns = 64, passes = 1;
+static double rate, start_time; /* -r: open loop, request i is due at start_time + i / rate */
 static char **keys;
 static size_t nkeys;
 static atomic_size_t next_key;
@@ -160,6 +180,168 @@ static int mux_check(const char *line, char *buf) {
     return r;
 }
 
+/* Splits "login<TAB>password" into copy; returns 0 or -1. */
+static int split_login(const char *line, char *copy, size_t cap, char **login, char **pw) {
+    snprintf(copy, cap, "%s", line);
+    char *tab = strchr(copy, '\t');
+    if (!tab) return -1;
+    *tab = 0;
+    *login = copy;
+    *pw = tab + 1;
+    return 0;
+}
+
+/* nginx's escaping of Auth-User and Auth-Pass: space, '%' and control
+ * bytes become %XX, nothing else (PROTOCOLS.md, auth_http). */
+static size_t mail_escape(char *out, const char *s) {
+    static const char hex[] = "0123456789ABCDEF";
+    size_t n = 0;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c <= 0x20 || c == '%') {
+            out[n++] = '%';
+            out[n++] = hex[c >> 4];
+            out[n++] = hex[c & 15];
+        } else {
+            out[n++] = (char)c;
+        }
+    }
+    out[n] = 0;
+    return n;
+}
+
+/* One auth_http request on a new connection, as nginx sends it:
+ * 1 Auth-Status: OK, 0 another Auth-Status, -1 no usable answer. */
+static int http_check(const char *line, size_t index, char *buf, size_t cap) {
+    char copy[2048], user[6144], pass[6144], ip[64], req[16384];
+    char *login, *pw;
+    if (split_login(line, copy, sizeof copy, &login, &pw)) return -1;
+    mail_escape(user, login);
+    mail_escape(pass, pw);
+    if (!strcmp(client_ip, "spread")) {
+        index++; /* 10.0.0.1, 10.0.0.2, ... */
+        snprintf(ip, sizeof ip, "10.%u.%u.%u", (unsigned)(index >> 16) & 255, (unsigned)(index >> 8) & 255,
+                 (unsigned)index & 255);
+    } else {
+        snprintf(ip, sizeof ip, "%s", client_ip);
+    }
+    int n = snprintf(req, sizeof req,
+                     "GET %s HTTP/1.0\r\nHost: %s\r\nAuth-Method: plain\r\nAuth-User: %s\r\nAuth-Pass: %s\r\n"
+                     "Auth-Protocol: imap\r\nAuth-Login-Attempt: 1\r\nClient-IP: %s\r\n",
+                     auth_path, host, user, pass, ip);
+    if (secret) n += snprintf(req + n, sizeof req - n, "X-Auth-Key: %s\r\n", secret);
+    n += snprintf(req + n, sizeof req - n, "\r\n");
+    int fd = dial();
+    int r = -1;
+    if (send_all(fd, req, n) == 0) {
+        /* nginx reads the header block and closes: so do we. */
+        size_t have = 0;
+        ssize_t k;
+        buf[0] = 0;
+        while (have < cap - 1 && (k = read(fd, buf + have, cap - 1 - have)) > 0) {
+            have += k;
+            buf[have] = 0;
+            if (strstr(buf, "\r\n\r\n")) break;
+        }
+        char *end = strstr(buf, "\r\n\r\n");
+        if (end) {
+            *end = 0;
+            for (char *h = strstr(buf, "\r\n"); h; h = strstr(h + 2, "\r\n")) {
+                if (strncasecmp(h + 2, "Auth-Status:", 12)) continue;
+                char *v = h + 14;
+                while (*v == ' ') v++;
+                r = !strncmp(v, "OK\r", 3) || !strcmp(v, "OK");
+                break;
+            }
+        }
+    }
+    close(fd);
+    return r;
+}
+
+/* Appends an IMAP string: quoted if it can be, else a synchronising
+ * literal, whose continuation request is awaited before going on. */
+static int imap_string(int fd, char *out, size_t *olen, const char *s, char *buf, size_t cap) {
+    int quotable = 1;
+    for (const char *p = s; *p; p++)
+        if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f) quotable = 0;
+    if (quotable) {
+        out[(*olen)++] = '"';
+        for (const char *p = s; *p; p++) {
+            if (*p == '"' || *p == '\\') out[(*olen)++] = '\\';
+            out[(*olen)++] = *p;
+        }
+        out[(*olen)++] = '"';
+        return 0;
+    }
+    *olen += sprintf(out + *olen, "{%zu}\r\n", strlen(s));
+    if (send_all(fd, out, *olen)) return -1;
+    *olen = 0;
+    size_t have = 0;
+    ssize_t k;
+    while ((k = read(fd, buf + have, cap - 1 - have)) > 0) {
+        have += k;
+        buf[have] = 0;
+        if (strstr(buf, "\r\n")) break;
+    }
+    if (k <= 0 || buf[0] != '+') return -1;
+    memcpy(out, s, strlen(s));
+    *olen = strlen(s);
+    return 0;
+}
+
+/* Reads lines until the one tagged with tag; returns 1 OK, 0 NO, -1 else. */
+static int imap_tagged(int fd, const char *tag, char *buf, size_t cap) {
+    size_t have = 0, tl = strlen(tag);
+    for (;;) {
+        char *nl;
+        while ((nl = memchr(buf, '\n', have))) {
+            size_t used = nl - buf + 1;
+            int r = -2;
+            if (used > tl + 1 && !memcmp(buf, tag, tl) && buf[tl] == ' ')
+                r = !strncmp(buf + tl + 1, "OK", 2) ? 1 : !strncmp(buf + tl + 1, "NO", 2) ? 0 : -1;
+            memmove(buf, nl + 1, have - used);
+            have -= used;
+            if (r != -2) return r;
+        }
+        if (have == cap) have = 0; /* an overlong untagged line: drop it */
+        ssize_t k = read(fd, buf + have, cap - have);
+        if (k <= 0) return -1;
+        have += k;
+    }
+}
+
+/* One whole IMAP session: greeting, LOGIN, LOGOUT, until the server closes. */
+static int imap_session(const char *line, char *buf, size_t cap) {
+    char copy[2048], out[8192];
+    char *login, *pw;
+    if (split_login(line, copy, sizeof copy, &login, &pw)) return -1;
+    int fd = dial();
+    int r = -1;
+    size_t have = 0;
+    ssize_t k;
+    while ((k = read(fd, buf + have, cap - 1 - have)) > 0) {
+        have += k;
+        if (memchr(buf, '\n', have)) break;
+    }
+    if (k > 0 && have > 4 && !strncmp(buf, "* OK", 4)) {
+        size_t olen = sprintf(out, "a1 LOGIN ");
+        if (!imap_string(fd, out, &olen, login, buf, cap)) {
+            out[olen++] = ' ';
+            if (!imap_string(fd, out, &olen, pw, buf, cap)) {
+                olen += sprintf(out + olen, "\r\n");
+                if (!send_all(fd, out, olen)) r = imap_tagged(fd, "a1", buf, cap);
+            }
+        }
+        /* After a refusal nginx may already have closed: that is fine. */
+        if (r >= 0 && !send_all(fd, "a2 LOGOUT\r\n", 11))
+            while (read(fd, buf, cap) > 0) {
+            }
+    }
+    close(fd);
+    return r;
+}
+
 static void *run(void *arg) {
     struct worker *w = arg;
     size_t cap = 1 << 20;
@@ -177,7 +359,7 @@ static void *run(void *arg) {
             fprintf(stderr, "ldap connect failed\n");
             exit(1);
         }
-    } else if (strcmp(mode, "mux")) {
+    } else if (strcmp(mode, "mux") && strcmp(mode, "http") && strcmp(mode, "imap")) {
         fd = dial();
     }
     char *attrs[] = {"maildrop", NULL};
@@ -186,9 +368,23 @@ static void *run(void *arg) {
         if (i >= nkeys * passes) break;
         const char *key = keys[i % nkeys];
         double t0 = now();
+        if (rate > 0) {
+            /* Latency counts from when the request was due, so a stall
+             * that delays later requests is measured, not hidden. */
+            double due = start_time + (double)i / rate;
+            if (due > t0) {
+                struct timespec ts = {.tv_sec = (time_t)due, .tv_nsec = (long)((due - (time_t)due) * 1e9)};
+                clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+            }
+            t0 = due;
+        }
         int r;
         if (!strcmp(mode, "mux")) {
             r = mux_check(key, buf);
+        } else if (!strcmp(mode, "http")) {
+            r = http_check(key, i, buf, cap);
+        } else if (!strcmp(mode, "imap")) {
+            r = imap_session(key, buf, cap);
         } else if (ld) {
             char filter[8192];
             snprintf(filter, sizeof filter, "(mailacceptinggeneralid=%s)", key);
@@ -225,7 +421,7 @@ static int cmp(const void *a, const void *b) {
 int main(int argc, char **argv) {
     const char *keyfile = NULL;
     int opt;
-    while ((opt = getopt(argc, argv, "m:h:p:c:k:n:b:P:u:")) != -1) {
+    while ((opt = getopt(argc, argv, "m:h:p:c:k:n:b:P:u:a:s:C:r:")) != -1) {
         switch (opt) {
             case 'm': mode = optarg; break;
             case 'h': host = optarg; break;
@@ -236,12 +432,18 @@ int main(int argc, char **argv) {
             case 'b': base = optarg; break;
             case 'P': passes = atoi(optarg); break;
             case 'u': unix_path = optarg; break;
+            case 'a': auth_path = optarg; break;
+            case 's': secret = optarg; break;
+            case 'C': client_ip = optarg; break;
+            case 'r': rate = atof(optarg); break;
             default:
-                fprintf(stderr, "usage: loadgen -m tcp|socketmap|ldap -p PORT [-c CONNS] -k KEYS [-n MAP] [-b BASE] [-P PASSES]\n");
+                fprintf(stderr, "usage: loadgen -m tcp|socketmap|ldap|mux|http|imap -p PORT|-u SOCKET [-c CONNS] -k KEYS [-n MAP] [-b BASE] "
+                                    "[-P PASSES] [-a PATH] [-s SECRET] [-C CLIENT-IP|spread] [-r RATE]\n");
                 return 64;
         }
     }
     if (!keyfile || (!port && !unix_path)) return 64;
+    signal(SIGPIPE, SIG_IGN); /* a refused login may be closed under our LOGOUT */
     FILE *f = fopen(keyfile, "r");
     if (!f) { perror(keyfile); return 66; }
     size_t cap = 1024;
@@ -258,6 +460,7 @@ int main(int argc, char **argv) {
     size_t per = nkeys * passes + 1;
     for (int i = 0; i < conns; i++) ws[i].lat = malloc(per * sizeof(double));
     double t0 = now();
+    start_time = t0;
     for (int i = 0; i < conns; i++) pthread_create(&ws[i].thread, NULL, run, &ws[i]);
     for (int i = 0; i < conns; i++) pthread_join(ws[i].thread, NULL);
     double elapsed = now() - t0;
@@ -273,5 +476,6 @@ int main(int argc, char **argv) {
            "found=%ld notfound=%ld errors=%ld\n",
            mode, conns, total, elapsed, total / elapsed, PCT(0.50), PCT(0.99), PCT(0.999), (long)found,
            (long)notfound, (long)errors);
-    return errors && strcmp(mode, "mux") ? 1 : 0;
+    /* For logins (mux, http, imap) errors are reported, not fatal. */
+    return errors && (!strcmp(mode, "tcp") || !strcmp(mode, "socketmap") || !strcmp(mode, "ldap")) ? 1 : 0;
 }
