@@ -13,7 +13,8 @@ const std::vector<ParamSpec>& locator_params() {
         {"locator_listen", "127.0.0.1:10080", "where nginx's auth_http and the JSON API are served"},
         {"locator_auth_path", "/auth", "the path in nginx's auth_http URL"},
         {"locator_sources", "",
-         "where a user's backend is found, in order: name=/path/ldap_table.cf, ... (the table answers a host name)"},
+         "where a user's backend is found, in order: name=/path/ldap_table.cf (the table answers a host name) or "
+         "name=mupdate:file:/path | name=mupdate:redis://host:port/db (mupdate_bridge's store), ..."},
         {"locator_backend_map", "", "backend names -> IP address and ports (empty: resolve names, default ports)"},
         {"locator_imap_port", "143", "backend IMAP port unless the backend map says otherwise"},
         {"locator_pop3_port", "110", "backend POP3 port unless the backend map says otherwise"},
@@ -60,14 +61,24 @@ void Locator::load(std::vector<std::string>& warnings) {
         if (eq == std::string::npos || eq == 0 || eq + 1 == item.size())
             config_.fail("locator_sources", "expected name=/path/to/ldap_table.cf, got \"" + item + "\"");
         std::string name = item.substr(0, eq), file = item.substr(eq + 1);
+        if (file.rfind("mupdate:", 0) == 0) {
+            // The bridge's own store: an LMDB read or one HGET, no cache needed.
+            try {
+                sources_.push_back({name, nullptr, location::LocationStore::open(io_, file.substr(8), &config_)});
+            } catch (const std::exception& e) {
+                config_.fail("locator_sources", name + ": " + e.what());
+            }
+            continue;
+        }
         auto cfg = LdapTableConfig::load(file);
         for (const auto& w : cfg.warnings) warnings.push_back(w);
         auto dir = directories_->for_table(cfg);
         auto table = std::make_unique<LdapTable>(name, std::move(cfg), dir);
         TableOptions opts;
         opts.style = LookupStyle::Exact;
-        sources_.push_back({name, std::make_unique<TableService>("locate_" + name, std::move(table), opts, cache,
-                                                                 metrics_)});
+        sources_.push_back({name,
+                            std::make_unique<TableService>("locate_" + name, std::move(table), opts, cache, metrics_),
+                            nullptr});
     }
     if (sources_.empty()) warnings.push_back("locator_sources is empty: no user can be located");
 
@@ -116,7 +127,8 @@ awaitable<Location> Locator::locate(const std::string& user) {
         // (Not "hit ? *hit : co_await ...": GCC 12 miscompiles co_await
         // inside a conditional expression.)
         Lookup r;
-        if (const Lookup* hit = s.table->cached(user)) r = *hit;
+        if (s.store) r = co_await s.store->lookup(user);
+        else if (const Lookup* hit = s.table->cached(user)) r = *hit;
         else r = co_await s.table->lookup(user);
         if (r.status == Status::NotFound) continue;
         if (r.status != Status::Found) {
@@ -129,8 +141,10 @@ awaitable<Location> Locator::locate(const std::string& user) {
         auto comma = r.value.find(',');
         loc.host = std::string(trim(std::string_view(r.value).substr(0, comma)));
         loc.source = s.name;
-        // A maildrop value "user@host" names the host after the '@'.
+        // A maildrop value "user@host" names the host after the '@'; a
+        // Cyrus servername may carry ":port" (the backend map has the ports).
         if (auto at = loc.host.rfind('@'); at != std::string::npos) loc.host = loc.host.substr(at + 1);
+        if (s.store) loc.host = loc.host.substr(0, loc.host.find(':'));
         loc.backend = co_await backends_->find(loc.host);
         if (!loc.backend) {
             loc.status = Status::TempFail;

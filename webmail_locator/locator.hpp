@@ -10,6 +10,7 @@
 #include "backends.hpp"
 #include "config/suite_config.hpp"
 #include "directory/registry.hpp"
+#include "location/location_store.hpp"
 #include "lookup/table_service.hpp"
 #include "net/http.hpp"
 
@@ -51,7 +52,8 @@ private:
     std::unique_ptr<RedisClient> redis_;
     struct Source {
         std::string name;
-        std::unique_ptr<TableService> table;
+        std::unique_ptr<TableService> table;           // an ldap_table(5) file, or
+        std::unique_ptr<location::LocationStore> store;  // mupdate_bridge's store
     };
     std::vector<Source> sources_;
     std::optional<BackendMap> backends_;

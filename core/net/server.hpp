@@ -59,6 +59,9 @@ public:
     Socket& socket() { return io_->socket; }
     // Peer credentials on a unix socket (uid, or -1).
     int peer_uid() const;
+    // Pushes the idle deadline forward: for I/O done on socket() directly
+    // (a TLS layer on top), which read_more() and write() do not see.
+    void keep_alive() { touch(); }
 
     struct Io {
         explicit Io(Socket s) : socket(std::move(s)) {}
