@@ -9,7 +9,9 @@ set(CPACK_PACKAGE_DESCRIPTION_SUMMARY
 set(CPACK_PACKAGE_DESCRIPTION
     "Small daemons that plug into interfaces Postfix, Cyrus IMAP and nginx already have:
  ldap_tablemap (tcp_table/socketmap lookups), sasl_ldap_auth (a saslauthd),
- webmail_locator (nginx auth_http), and the tools around them.")
+ webmail_locator (nginx auth_http), maildir_deliver (Maildir++ delivery with
+ quotas, LMTP), mupdate_bridge (a MUPDATE master for Cyrus Murder) and
+ mailgrid_policy (Postfix policy service and milter).")
 set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SECTION mail)

@@ -16,6 +16,10 @@ demo_pkgs=(postfix swaks)
 test_pkgs=(clang libclang-rt-14-dev slapd ldap-utils postfix postfix-ldap redis-server swaks sasl2-bin
     libsasl2-modules cyrus-imapd cyrus-pop3d cyrus-murder cyrus-admin cyrus-clients nginx libnginx-mod-mail maildrop
     dpkg-dev)
+# mailgrid_policy: libmilter's test harness (the MTA side of the milter
+# protocol, as Sendmail speaks it; sendmail-bin conflicts with postfix) and
+# postfwd, the policy server its benchmark runs against.
+test_pkgs+=(miltertest postfwd)
 # maildir_deliver's peers: dovecot-lda, doveadm and Dovecot's LMTP (no
 # imap-server: cyrus-imapd stays installable).
 test_pkgs+=(dovecot-core dovecot-lmtpd)

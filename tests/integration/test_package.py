@@ -13,7 +13,9 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import BUILD, LabTestCase, free_port, need, need_root, tcp_lookup, wait_port
 
-PROGRAMS = ["ldap_tablemap", "sasl_ldap_auth", "webmail_locator"]
+PROGRAMS = ["ldap_tablemap", "sasl_ldap_auth", "webmail_locator", "mupdate_bridge", "mailgrid_policy"]
+# Run by Postfix (local(8) .forward, pipe(8)), not started by hand: not in /usr/sbin.
+LIBEXEC = ["maildir_deliver"]
 
 
 class Package(LabTestCase):
@@ -37,6 +39,9 @@ class Package(LabTestCase):
             self.assertIn(f"./usr/sbin/{p}", contents)
             self.assertIn(f"./usr/share/man/man8/{p}.8", contents)
             self.assertIn(f"./usr/lib/systemd/system/{p}.service", contents)
+        for p in LIBEXEC:
+            self.assertIn(f"./usr/lib/mailgrid/{p}", contents)
+            self.assertIn(f"./usr/share/man/man8/{p}.8", contents)
         self.assertIn("./usr/share/mailgrid/ldap/mailsuite.schema", contents)
         r = subprocess.run(["dpkg", "-i", self.deb], capture_output=True, text=True, timeout=300)
         daemon = None
@@ -47,6 +52,9 @@ class Package(LabTestCase):
                 self.assertEqual(v.returncode, 0, p)
                 self.assertIn(p, v.stdout + v.stderr)
                 self.assertEqual(subprocess.run(["man", "-w", p], capture_output=True).returncode, 0, p)
+            for p in LIBEXEC:
+                v = subprocess.run([f"/usr/lib/mailgrid/{p}", "--version"], capture_output=True, text=True)
+                self.assertEqual(v.returncode, 0, p + ": " + v.stderr)
             self.assertEqual(subprocess.run(["getent", "passwd", "mailgrid"], capture_output=True).returncode, 0)
             self.assertTrue(os.path.exists("/etc/mailgrid/mailgrid.cf"))
             # The installed program, the installed examples: a lookup.
