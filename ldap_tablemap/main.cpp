@@ -109,30 +109,18 @@ int main(int argc, char** argv) {
 
     asio::io_context io;
     MetricsRegistry metrics;
-    std::vector<std::string> warnings, errors;
     std::unique_ptr<Tablemap> tm;
-    try {
+    auto settled = settle_config("ldap_tablemap", config, common.check, [&](Findings& warnings, Findings& errors) {
         tm = std::make_unique<Tablemap>(io, config, &metrics, !q->count());
         tm->load(warnings);
         if (tm->definitions().empty()) errors.push_back("no tables configured (tablemap_tables or --table)");
-        for (const auto& w : config.warnings()) warnings.push_back(w);
-        for (const auto& w : config.unknown(program_prefixes())) warnings.push_back(w);
         // Validate listener addresses and numbers now, not at bind time.
         for (const auto& d : tm->definitions())
             if (!d.tcp_listen.empty() && !ListenSpec::parse(d.tcp_listen)) errors.push_back("bad tcp address for " + d.name);
         (void)CachePolicy::from_config(config);
         (void)RedisOptions::from_config(config);
-    } catch (const ConfigError& e) {
-        errors.push_back(e.what());
-    } catch (const std::exception& e) {
-        errors.push_back(e.what());
-    }
-    if (common.check) return report_check("ldap_tablemap", warnings, errors);
-    if (!errors.empty()) {
-        for (const auto& e : errors) log::error("%s", e.c_str());
-        return EX_CONFIG;
-    }
-    for (const auto& w : warnings) log::warning("%s", w.c_str());
+    });
+    if (settled) return *settled;
 
     if (q->count()) return run_query(*tm, io, query_key, query_table);
 

@@ -101,9 +101,8 @@ int main(int argc, char** argv) {
 
     asio::io_context io;
     MetricsRegistry metrics;
-    std::vector<std::string> warnings, errors;
     auto engine = std::make_unique<PolicyEngine>(io, config, &metrics);
-    try {
+    auto settled = settle_config("mailgrid_policy", config, common.check, [&](Findings& warnings, Findings& errors) {
         engine->load(warnings);
         engine->open();
         if (!query) {
@@ -121,19 +120,8 @@ int main(int argc, char** argv) {
             (void)config.get_duration("milter_timeout");
             (void)config.get_bool("milter_check_size");
         }
-        for (const auto& w : config.warnings()) warnings.push_back(w);
-        for (const auto& w : config.unknown(program_prefixes())) warnings.push_back(w);
-    } catch (const ConfigError& e) {
-        errors.push_back(e.what());
-    } catch (const std::exception& e) {
-        errors.push_back(e.what());
-    }
-    if (common.check) return report_check("mailgrid_policy", warnings, errors);
-    if (!errors.empty()) {
-        for (const auto& e : errors) log::error("%s", e.c_str());
-        return EX_CONFIG;
-    }
-    for (const auto& w : warnings) log::warning("%s", w.c_str());
+    });
+    if (settled) return *settled;
 
     if (query) return run_query(*engine, io);
 

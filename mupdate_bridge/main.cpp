@@ -198,23 +198,11 @@ int main(int argc, char** argv) {
 
     asio::io_context io;
     MetricsRegistry metrics;
-    std::vector<std::string> warnings, errors;
     auto bridge = std::make_unique<Bridge>(io, config, &metrics);
-    try {
+    auto settled = settle_config("mupdate_bridge", config, common.check, [&](Findings& warnings, Findings& /*errors*/) {
         bridge->configure(warnings);
-        for (const auto& w : config.warnings()) warnings.push_back(w);
-        for (const auto& w : config.unknown(program_prefixes())) warnings.push_back(w);
-    } catch (const ConfigError& e) {
-        errors.push_back(e.what());
-    } catch (const std::exception& e) {
-        errors.push_back(e.what());
-    }
-    if (common.check) return report_check("mupdate_bridge", warnings, errors);
-    if (!errors.empty()) {
-        for (const auto& e : errors) log::error("%s", e.c_str());
-        return EX_CONFIG;
-    }
-    for (const auto& w : warnings) log::warning("%s", w.c_str());
+    });
+    if (settled) return *settled;
     raise_fd_limit(static_cast<std::size_t>(config.get_int("mupdate_max_connections", 1)));
 
     Server server(io);

@@ -77,12 +77,11 @@ int main(int argc, char** argv) {
 
     asio::io_context io;
     MetricsRegistry metrics;
-    std::vector<std::string> warnings, errors;
     std::unique_ptr<DirectoryRegistry> directories;
     std::unique_ptr<RedisClient> redis;
     std::unique_ptr<PasswordChecker> checker;
     std::string socket_path;
-    try {
+    auto settled = settle_config("sasl_ldap_auth", config, common.check, [&](Findings& warnings, Findings& /*errors*/) {
         auto m = config.get("saslauth_mech");
         SaslauthdConf sconf;
         std::shared_ptr<Directory> dir;
@@ -110,19 +109,8 @@ int main(int argc, char** argv) {
         socket_path = config.get("saslauth_socket");
         if (socket_path.empty() || socket_path.front() != '/') config.fail("saslauth_socket", "must be an absolute path");
         (void)config.get_int("saslauth_socket_mode", 0, 07777);
-        for (const auto& w : config.warnings()) warnings.push_back(w);
-        for (const auto& w : config.unknown(program_prefixes())) warnings.push_back(w);
-    } catch (const ConfigError& e) {
-        errors.push_back(e.what());
-    } catch (const std::exception& e) {
-        errors.push_back(e.what());
-    }
-    if (common.check) return report_check("sasl_ldap_auth", warnings, errors);
-    if (!errors.empty()) {
-        for (const auto& e : errors) log::error("%s", e.c_str());
-        return EX_CONFIG;
-    }
-    for (const auto& w : warnings) log::warning("%s", w.c_str());
+    });
+    if (settled) return *settled;
 
     Server server(io);
     try {

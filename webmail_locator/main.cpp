@@ -43,23 +43,11 @@ int main(int argc, char** argv) {
     asio::io_context io;
     MetricsRegistry metrics;
     Locator locator(io, config, &metrics);
-    std::vector<std::string> warnings, errors;
-    try {
+    auto settled = settle_config("webmail_locator", config, common.check, [&](Findings& warnings, Findings& /*errors*/) {
         locator.load(warnings);
         if (!ListenSpec::parse(config.get("locator_listen"))) config.fail("locator_listen", "bad address");
-        for (const auto& w : config.warnings()) warnings.push_back(w);
-        for (const auto& w : config.unknown(program_prefixes())) warnings.push_back(w);
-    } catch (const ConfigError& e) {
-        errors.push_back(e.what());
-    } catch (const std::exception& e) {
-        errors.push_back(e.what());
-    }
-    if (common.check) return report_check("webmail_locator", warnings, errors);
-    if (!errors.empty()) {
-        for (const auto& e : errors) log::error("%s", e.c_str());
-        return EX_CONFIG;
-    }
-    for (const auto& w : warnings) log::warning("%s", w.c_str());
+    });
+    if (settled) return *settled;
 
     if (locate->parsed()) {
         int status = EX_SOFTWARE;

@@ -148,4 +148,23 @@ int report_check(const std::string& program, const std::vector<std::string>& war
     return errors.empty() ? EX_OK : EX_CONFIG;
 }
 
+std::optional<int> settle_config(const std::string& program, const SuiteConfig& config, bool check,
+                                 const std::function<void(Findings& warnings, Findings& errors)>& load) {
+    Findings warnings, errors;
+    try {
+        load(warnings, errors);
+        for (const auto& w : config.warnings()) warnings.push_back(w);
+        for (const auto& w : config.unknown(program_prefixes())) warnings.push_back(w);
+    } catch (const std::exception& e) {
+        errors.push_back(e.what());
+    }
+    if (check) return report_check(program, warnings, errors);
+    if (!errors.empty()) {
+        for (const auto& e : errors) log::error("%s", e.c_str());
+        return EX_CONFIG;
+    }
+    for (const auto& w : warnings) log::warning("%s", w.c_str());
+    return std::nullopt;
+}
+
 }  // namespace mailgrid

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -57,5 +58,15 @@ void run_until_signal(asio::io_context& io, std::function<void()> on_stop, std::
 // Prints --check findings; returns the exit status (0 or 78).
 int report_check(const std::string& program, const std::vector<std::string>& warnings,
                  const std::vector<std::string>& errors);
+
+// The configuration step every daemon takes before it binds anything:
+// load builds the program's objects from the configuration, adding what
+// it finds; an exception it throws is an error. The configuration's own
+// warnings and unknown parameters are added. With check, the findings
+// are printed (--check); otherwise errors are logged and warnings too.
+// Returns the exit status to stop with (0 or 78), or nullopt to go on.
+using Findings = std::vector<std::string>;
+std::optional<int> settle_config(const std::string& program, const SuiteConfig& config, bool check,
+                                 const std::function<void(Findings& warnings, Findings& errors)>& load);
 
 }  // namespace mailgrid
