@@ -8,6 +8,7 @@ services. Standard library only.
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import smtplib
@@ -48,10 +49,27 @@ def need_root():
         raise unittest.SkipTest("needs root (Postfix, slapd ownership)")
 
 
+_ports_given = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port to listen on. Not from the kernel's ephemeral range
+    (32768-60999): an outgoing connection made meanwhile (a daemon's
+    connection to slapd, a client of an earlier test) could take it before
+    the peer that was promised it binds. Never the same port twice."""
+    rnd = random.Random()
+    for _ in range(1000):
+        port = rnd.randrange(20000, 32000)
+        if port in _ports_given:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _ports_given.add(port)
+        return port
+    raise RuntimeError("no free port in 20000-32000")
 
 
 def wait_for(predicate, timeout=10.0, interval=0.05, what="condition"):
