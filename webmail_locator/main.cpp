@@ -68,6 +68,8 @@ int main(int argc, char** argv) {
                     status = EX_TEMPFAIL;
                 }
                 locator.directories().shutdown();
+                // A Redis client (a mupdate: source) would keep the loop alive.
+                io.stop();
             },
             asio::detached);
         io.run();

@@ -5,13 +5,18 @@ with addresses and names of their own, configured as a real farm would be.
   ldap   slapd (the directory)            redis  Redis (shared caches, counts)
   fe1    Postfix MX + ldap_tablemap + nginx + webmail_locator
   fe2    the same
-  cy01   Cyrus IMAP/POP3/LMTP + sasl_ldap_auth
+  mup    mupdate_bridge (the Murder's MUPDATE master, list in Redis)
+  cy01   Cyrus IMAP/POP3/LMTP + sasl_ldap_auth, a Murder backend of mup
   cy02   the same
+  md01   maildir_deliver's LMTP server: Maildir++ with quotas
+  md02   the same
 
 Mail to every user, sent at either frontend, must arrive once, in that
 user's mailbox, on the backend the directory names; +extensions land in the
 folder; aliases and forwards follow the directory; every user reads their
-mail over IMAP and POP3 through either frontend's nginx."""
+mail over IMAP and POP3 through either frontend's nginx (the Cyrus users:
+the Maildir backends have no IMAP server here; dovecot-imapd would conflict
+with cyrus-imapd)."""
 
 import base64
 import hashlib
@@ -20,6 +25,7 @@ import os
 import poplib
 import re
 import smtplib
+import subprocess
 import sys
 import time
 import unittest
@@ -30,7 +36,9 @@ from harness import (SUFFIX, Cyrus, LabTestCase, NginxMail, Postfix, Redis, Slap
                      start_tablemap, wait_for, wait_port)
 
 USERS = int(os.environ.get("MAILGRID_FARM_USERS", "1000"))
-BACKENDS = ["cy01", "cy02"]
+CYRUS = ["cy01", "cy02"]
+MAILDIR = ["md01", "md02"]
+BACKENDS = CYRUS + MAILDIR
 
 
 def ssha(pw):
@@ -46,7 +54,9 @@ def directory(sink_host):
     out = [f"dn: {SUFFIX}\nobjectClass: dcObject\nobjectClass: organization\ndc: example\no: Example\n",
            f"dn: ou=people,{SUFFIX}\nobjectClass: organizationalUnit\nou: people\n",
            f"dn: uid=cyrus,ou=people,{SUFFIX}\nobjectClass: inetOrgPerson\nuid: cyrus\ncn: admin\nsn: admin\n"
-           f"userPassword: {ssha('cyrusadminpw')}\n"]
+           f"userPassword: {ssha('cyrusadminpw')}\n",
+           f"dn: uid=mupdate,ou=people,{SUFFIX}\nobjectClass: inetOrgPerson\nuid: mupdate\ncn: mupdate\nsn: mupdate\n"
+           f"userPassword: {ssha('mupdatepw')}\n"]
     for i in range(USERS):
         u = f"user{i:04d}"
         out.append(f"dn: uid={u},ou=people,{SUFFIX}\nobjectClass: inetOrgPerson\nobjectClass: mailSuiteRecipient\n"
@@ -66,7 +76,8 @@ class WholeFarm(LabTestCase):
         lab = cls.lab
         farm = Farm(lab)
         cls.farm = farm
-        ldap, redis = farm.add("ldap", 10), farm.add("redis", 11)
+        ldap, redis, mup = farm.add("ldap", 10), farm.add("redis", 11), farm.add("mup", 12)
+        cls.mup = mup
         cls.fronts = [farm.add("fe1", 21), farm.add("fe2", 22)]
         cls.backs = {name: farm.add(name, 41 + k) for k, name in enumerate(BACKENDS)}
         farm.write_hosts()
@@ -79,9 +90,28 @@ class WholeFarm(LabTestCase):
         sasl_conf = lab.write("saslauthd.conf", f"ldap_servers: ldap://ldap.example.com/\nldap_search_base: {SUFFIX}\n"
                                                 "ldap_filter: (|(uid=%u)(mail=%u))\nldap_timeout: 5\n")
 
+        # The Murder's master: backends log in as "mupdate" (checked against
+        # the directory by sasl_ldap_auth); the list lives in Redis, where
+        # the frontends' webmail_locator reads it.
+        run = lab.path("mup-run")
+        os.makedirs(run)
+        lab.spawn("mup-sasl", [binary("sasl_ldap_auth"), "-a", "ldap", "-O", sasl_conf, "-m", run, "-d"], host=mup)
+        wait_for(lambda: os.path.exists(run + "/mux"), 10, what="the mux socket")
+        cls.murder_store = "redis://redis.example.com:6379/1"
+        bridge_cf = lab.write("mupdate.cf", f"mupdate_listen = 0.0.0.0:3905\nmupdate_servername = {mup.fqdn}\n"
+                                            f"mupdate_store = {cls.murder_store}\n"
+                                            f"mupdate_sasl_saslauthd_path = {run}/mux\nmupdate_auth_fail_delay = 0\n")
+        cls.bridge = lab.spawn("mup-bridge", [binary("mupdate_bridge"), "-f", "-c", bridge_cf], host=mup)
+        try:
+            wait_port(3905, 15, host=mup.address)
+        except AssertionError:
+            raise AssertionError(f"mupdate_bridge did not start: {cls.bridge.stderr()}")
+        cls.bridge_cf = bridge_cf
+
         # Backends: Cyrus checking passwords through sasl_ldap_auth.
         cls.cyrus = {}
-        for name, host in cls.backs.items():
+        for name in CYRUS:
+            host = cls.backs[name]
             run = lab.path(f"{name}-run")
             os.makedirs(run)
             lab.spawn(f"{name}-sasl", [binary("sasl_ldap_auth"), "-a", "ldap", "-O", sasl_conf, "-m", run, "-d",
@@ -89,7 +119,32 @@ class WholeFarm(LabTestCase):
             wait_for(lambda r=run: os.path.exists(r + "/mux"), 10, what="the mux socket")
             cls.cyrus[name] = Cyrus(lab, name, saslauthd_path=run + "/mux", servername=f"{name}.example.com",
                                     host=host, ports=(143, 110, 24), prefork=2,
-                                    extra={"lmtp_fuzzy_mailbox_match": "yes"})
+                                    extra={"lmtp_fuzzy_mailbox_match": "yes", "mupdate_server": f"{mup.fqdn}:3905",
+                                           "mupdate_authname": "mupdate",
+                                           "mupdate_password": "mupdatepw", "mupdate_config": "standard",
+                                           "force_sasl_client_mech": "PLAIN",
+                                           # Without proxyservers, Cyrus takes itself for a frontend.
+                                           "proxyservers": "proxy"})
+        # Maildir backends: maildir_deliver's LMTP server, finding each
+        # recipient (user@mdNN.example.com, the maildrop) in the directory;
+        # the Maildir is made on first mail, under the user's own address.
+        cls.stores = {}
+        for name in MAILDIR:
+            host = cls.backs[name]
+            store = lab.path(f"{name}-mail")
+            os.makedirs(store)
+            cls.stores[name] = store
+            cf = lab.write(f"{name}.cf", f"deliver_root = {store}\n"
+                                         "deliver_server_host = ldap://ldap.example.com/\n"
+                                         f"deliver_search_base = {SUFFIX}\ndeliver_bind = no\n"
+                                         "deliver_query_filter = (maildrop=%s)\ndeliver_address_attribute = mail\n"
+                                         "deliver_extension_folders = create\nrecipient_delimiter = +\n"
+                                         "deliver_lmtp_listen = inet:0.0.0.0:24\n")
+            p = lab.spawn(f"{name}-lmtp", [binary("maildir_deliver"), "-c", cf, "--lmtp", "--foreground"], host=host)
+            try:
+                wait_port(24, 15, host=host.address)
+            except AssertionError:
+                raise AssertionError(f"maildir_deliver on {name} did not start: {p.stderr()}")
         # Each user's mailbox on their backend, and a folder for +lists.
         for name, cy in cls.cyrus.items():
             m = imaplib.IMAP4(cy.host.address, 143)
@@ -99,10 +154,10 @@ class WholeFarm(LabTestCase):
                 if backend_of(i) == name:
                     m.create(f"user.user{i:04d}")
                     m.setacl(f"user.user{i:04d}", "cyrus", "lrs")
-            if name == backend_of(2):
-                m.create("user.user0002.lists")
-                m.setacl("user.user0002.lists", "anyone", "p")
-                m.setacl("user.user0002.lists", "cyrus", "lrs")
+            if name == backend_of(5):
+                m.create("user.user0005.lists")
+                m.setacl("user.user0005.lists", "anyone", "p")
+                m.setacl("user.user0005.lists", "cyrus", "lrs")
             m.logout()
 
         # Frontends: Postfix asks ldap_tablemap; nginx asks webmail_locator.
@@ -136,7 +191,8 @@ class WholeFarm(LabTestCase):
             lab.spawn(f"{fe.name}-locator", [
                 binary("webmail_locator"), "-f", "-c", "/dev/null", "--listen", "127.0.0.1:10080",
                 "-o", "locator_mech=ldap", "-o", f"locator_saslauthd_conf={sasl_conf}",
-                "-o", f"locator_sources=maildrop={locate}", "-o", "redis_server=redis://redis.example.com:6379/0"],
+                "-o", f"locator_sources=murder=mupdate:{cls.murder_store}, maildrop={locate}",
+                "-o", "redis_server=redis://redis.example.com:6379/0"],
                 host=fe)
             cls.nginx.append(NginxMail(lab, "127.0.0.1:10080/auth", name=f"{fe.name}-nginx", host=fe,
                                        ports=(143, 110)))
@@ -165,6 +221,19 @@ class WholeFarm(LabTestCase):
                 if n:
                     counts[(name, box)] = n
             m.logout()
+        # Maildirs: <root>/example.com/<hash>/<user>/{new,cur} and .folder/.
+        for name, store in self.stores.items():
+            for dirpath, _, files in os.walk(store):
+                leaf = os.path.basename(dirpath)
+                if leaf not in ("new", "cur"):
+                    continue
+                parts = os.path.relpath(os.path.dirname(dirpath), store).split(os.sep)
+                # example.com/us/user0002 or example.com/us/user0002/.lists
+                box = "user." + parts[2] + ("." + parts[3][1:] if len(parts) > 3 else "")
+                for f in files:
+                    with open(os.path.join(dirpath, f), "rb") as fh:
+                        if token.encode() in fh.read():
+                            counts[(name, box)] = counts.get((name, box), 0) + 1
         return counts
 
     def wait_delivered(self, expected_total, token, timeout=180):
@@ -186,11 +255,14 @@ class WholeFarm(LabTestCase):
     def test_2_extension_alias_forward(self):
         token = f"misc{int(time.time())}"
         self.send(0, "user0002+lists@example.com", f"{token} ext")
+        self.send(1, "user0005+lists@example.com", f"{token} ext")
         self.send(1, "team@example.com", f"{token} team")
         self.send(0, "away@example.com", f"{token} away")
-        self.wait_delivered(3, token)
+        self.wait_delivered(4, token)
         counts = self.mailbox_counts(token)
+        # Into the Maildir++ folder (made on first use), and the Cyrus folder.
         self.assertEqual(counts.get((backend_of(2), "user.user0002.lists")), 1)
+        self.assertEqual(counts.get((backend_of(5), "user.user0005.lists")), 1)
         self.assertEqual(counts.get(("cy01", "user.user0000")), 1)
         self.assertEqual(counts.get(("cy02", "user.user0001")), 1)
         wait_for(lambda: any(token in d.decode(errors="replace") for _, _, d in self.outside.messages), 60,
@@ -199,7 +271,7 @@ class WholeFarm(LabTestCase):
         self.assertEqual(forwarded, ["someone@outside.example.net"])
 
     def test_3_read_through_either_frontend(self):
-        for k, i in enumerate([5, 6, 7, 8]):
+        for k, i in enumerate([4, 5, 8, 9]):  # users on the Cyrus backends
             user = f"user{i:04d}"
             ng = self.nginx[k % 2]
             m = imaplib.IMAP4(ng.host.address, 143)
@@ -214,7 +286,34 @@ class WholeFarm(LabTestCase):
             p.quit()
         m = imaplib.IMAP4(self.nginx[0].host.address, 143)
         with self.assertRaises(imaplib.IMAP4.error):
-            m.login("user0005", "wrong")
+            m.login("user0004", "wrong")
+
+    def test_4_the_murder_knows_every_cyrus_mailbox(self):
+        """Every Cyrus user's INBOX reached mupdate_bridge when it was made,
+        on the backend the directory names, and the frontends' locator
+        answers from that list; Maildir users come from the maildrop."""
+        r = subprocess.run(["ip", "netns", "exec", self.mup.netns, binary("mupdate_bridge"), "-c", self.bridge_cf,
+                            "list", "user.*"], capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        where = {}
+        for line in r.stdout.splitlines():
+            name, state, location, _ = line.split("\t")
+            self.assertEqual(state, "active", line)
+            where[name] = location.split("!")[0]
+        for i in range(USERS):
+            if backend_of(i) in CYRUS:
+                self.assertEqual(where.get(f"user.user{i:04d}"), f"{backend_of(i)}.example.com", f"user{i:04d}")
+        self.assertFalse([n for n in where if backend_of(int(n[9:13])) in MAILDIR])
+        for i in (0, 1, 2, 3):
+            user = f"user{i:04d}"
+            r = subprocess.run(["ip", "netns", "exec", self.fronts[i % 2].netns, binary("webmail_locator"), "-c",
+                                "/dev/null", "-o", "locator_mech=ldif:/dev/null", "-o",
+                                f"locator_sources=murder=mupdate:{self.murder_store}, maildrop={self.lab.path('locate.cf')}",
+                                "locate", user], capture_output=True, text=True, timeout=60)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            source = "murder" if backend_of(i) in CYRUS else "maildrop"
+            self.assertTrue(r.stdout.startswith(f"{backend_of(i)}.example.com "), r.stdout)
+            self.assertIn(f"source={source}", r.stdout)
 
 
 if __name__ == "__main__":
