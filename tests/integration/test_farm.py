@@ -24,6 +24,7 @@ import imaplib
 import os
 import poplib
 import re
+import shutil
 import smtplib
 import subprocess
 import sys
@@ -38,6 +39,7 @@ from harness import (SUFFIX, Cyrus, LabTestCase, NginxMail, Postfix, Redis, Slap
 USERS = int(os.environ.get("MAILGRID_FARM_USERS", "1000"))
 CYRUS = ["cy01", "cy02"]
 MAILDIR = ["md01", "md02"]
+CACHE_TTL = 3  # the frontends' lookup cache: how long a moved user's old route may last
 BACKENDS = CYRUS + MAILDIR
 
 
@@ -176,7 +178,8 @@ class WholeFarm(LabTestCase):
         cls.postfix, cls.nginx = [], []
         for k, fe in enumerate(cls.fronts):
             start_tablemap(lab, ["--table", f"virtual={virtual}", "--table", f"transport={transport}",
-                                 "--socketmap", "127.0.0.1:10027", "-o", "redis_server=redis://redis.example.com:6379/0"],
+                                 "--socketmap", "127.0.0.1:10027", "-o", "redis_server=redis://redis.example.com:6379/0",
+                                 "-o", f"cache_ttl={CACHE_TTL}s"],
                            name=f"{fe.name}-tablemap", host=fe)
             cls.postfix.append(Postfix(lab, name=f"{fe.name}-postfix", host=fe, smtpd_port=25, main_cf={
                 "myhostname": fe.fqdn,
@@ -314,6 +317,29 @@ class WholeFarm(LabTestCase):
             source = "murder" if backend_of(i) in CYRUS else "maildrop"
             self.assertTrue(r.stdout.startswith(f"{backend_of(i)}.example.com "), r.stdout)
             self.assertIn(f"source={source}", r.stdout)
+
+    def test_5_moving_a_user_to_another_backend(self):
+        """The procedure a sysadmin follows without the admin tool: copy the
+        Maildir to the new backend, point maildrop there, and remove the old
+        copy. Within the cache TTL new mail goes to the new backend; the old
+        mail came along; nothing is left behind or doubled."""
+        i = 10
+        user, old, new = f"user{i:04d}", backend_of(10), "md02"
+        self.assertEqual(old, "md01")
+        token = f"move{int(time.time())}"
+        self.send(0, f"{user}@example.com", f"{token} before")
+        self.wait_delivered(1, token)
+        self.assertEqual(self.mailbox_counts(token), {(old, f"user.{user}"): 1})
+        rel = os.path.join("example.com", user[:2], user)
+        shutil.copytree(os.path.join(self.stores[old], rel), os.path.join(self.stores[new], rel))
+        self.slapd.modify(f"dn: uid={user},ou=people,{SUFFIX}\nchangetype: modify\nreplace: maildrop\n"
+                          f"maildrop: {user}@{new}.example.com\n")
+        shutil.rmtree(os.path.join(self.stores[old], rel))
+        time.sleep(CACHE_TTL + 1)
+        self.send(1, f"{user}@example.com", f"{token} after")
+        self.send(0, f"{user}+lists@example.com", f"{token} after, folder")
+        self.wait_delivered(3, token)
+        self.assertEqual(self.mailbox_counts(token), {(new, f"user.{user}"): 2, (new, f"user.{user}.lists"): 1})
 
 
 if __name__ == "__main__":
