@@ -56,10 +56,19 @@ class Farm:
         ip("netns", "exec", ns, "ip", "link", "set", inside, "up")
         ip("netns", "exec", ns, "ip", "link", "set", "lo", "up")
         host = Host(address, ns, name)
+        host.link = outside
         host.fqdn = f"{name}.{DOMAIN}"
         host.aliases = list(aliases)
         self.hosts[name] = host
         return host
+
+    def unplug(self, host):
+        """The host drops off the network (its processes keep running), as
+        a crashed or partitioned machine does for everyone else."""
+        ip("link", "set", host.link, "down")
+
+    def plug(self, host):
+        ip("link", "set", host.link, "up")
 
     def write_hosts(self):
         lines = ["127.0.0.1 localhost"]

@@ -868,9 +868,18 @@ EVENTS {{
         self.start()
 
     def start(self):
-        self.host.run([f"{CYRBIN}/master", "-C", self.conf, "-M", os.path.join(self.dir, "cyrus.conf"),
-                       "-p", os.path.join(self.dir, "master.pid"), "-d", "-L", os.path.join(self.dir, "master.err")],
-                      check=True, timeout=30)
+        # A restart right after stop() can still find a port held by a
+        # service process finishing its work (cyrmaster then exits 71):
+        # try again for a few seconds.
+        for attempt in range(10):
+            r = self.host.run([f"{CYRBIN}/master", "-C", self.conf, "-M", os.path.join(self.dir, "cyrus.conf"),
+                               "-p", os.path.join(self.dir, "master.pid"), "-d", "-L",
+                               os.path.join(self.dir, "master.err")], timeout=30)
+            if r.returncode == 0:
+                break
+            if attempt == 9:
+                raise RuntimeError(f"cyrmaster {self.name} exited {r.returncode}")
+            time.sleep(1)
         self.lab.on_close(self.stop)
         wait_port(self.imap_port, 20, self.host.address)
 
@@ -884,6 +893,12 @@ EVENTS {{
             os.kill(pid, signal.SIGTERM)
         with contextlib.suppress(AssertionError):
             wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 10, what="cyrmaster to stop")
+        # Its services may outlive it for a moment; a restart must find
+        # the ports free (cyrmaster exits 71 when it cannot bind).
+        ports = [p for p in (self.imap_port, self.pop3_port, self.lmtp_port) if p]
+        with contextlib.suppress(AssertionError):
+            wait_for(lambda: not any(port_open(p, self.host.address) for p in ports), 10,
+                     what="Cyrus's ports to close")
 
     def create_mailbox(self, name, admin_password, admin="cyrus"):
         """CREATE as the Cyrus admin (who must pass the instance's password check)."""

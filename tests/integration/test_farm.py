@@ -19,6 +19,7 @@ the Maildir backends have no IMAP server here; dovecot-imapd would conflict
 with cyrus-imapd)."""
 
 import base64
+import contextlib
 import hashlib
 import imaplib
 import os
@@ -28,6 +29,7 @@ import shutil
 import smtplib
 import subprocess
 import sys
+import threading
 import time
 import unittest
 
@@ -103,12 +105,8 @@ class WholeFarm(LabTestCase):
         bridge_cf = lab.write("mupdate.cf", f"mupdate_listen = 0.0.0.0:3905\nmupdate_servername = {mup.fqdn}\n"
                                             f"mupdate_store = {cls.murder_store}\n"
                                             f"mupdate_sasl_saslauthd_path = {run}/mux\nmupdate_auth_fail_delay = 0\n")
-        cls.bridge = lab.spawn("mup-bridge", [binary("mupdate_bridge"), "-f", "-c", bridge_cf], host=mup)
-        try:
-            wait_port(3905, 15, host=mup.address)
-        except AssertionError:
-            raise AssertionError(f"mupdate_bridge did not start: {cls.bridge.stderr()}")
         cls.bridge_cf = bridge_cf
+        cls.bridge = cls.start_bridge()
 
         # Backends: Cyrus checking passwords through sasl_ldap_auth.
         cls.cyrus = {}
@@ -130,7 +128,7 @@ class WholeFarm(LabTestCase):
         # Maildir backends: maildir_deliver's LMTP server, finding each
         # recipient (user@mdNN.example.com, the maildrop) in the directory;
         # the Maildir is made on first mail, under the user's own address.
-        cls.stores = {}
+        cls.stores, cls.lmtp, cls.lmtp_cf = {}, {}, {}
         for name in MAILDIR:
             host = cls.backs[name]
             store = lab.path(f"{name}-mail")
@@ -142,11 +140,8 @@ class WholeFarm(LabTestCase):
                                          "deliver_query_filter = (maildrop=%s)\ndeliver_address_attribute = mail\n"
                                          "deliver_extension_folders = create\nrecipient_delimiter = +\n"
                                          "deliver_lmtp_listen = inet:0.0.0.0:24\n")
-            p = lab.spawn(f"{name}-lmtp", [binary("maildir_deliver"), "-c", cf, "--lmtp", "--foreground"], host=host)
-            try:
-                wait_port(24, 15, host=host.address)
-            except AssertionError:
-                raise AssertionError(f"maildir_deliver on {name} did not start: {p.stderr()}")
+            cls.lmtp_cf[name] = cf
+            cls.lmtp[name] = cls.start_lmtp(name)
         # Each user's mailbox on their backend, and a folder for +lists.
         for name, cy in cls.cyrus.items():
             m = imaplib.IMAP4(cy.host.address, 143)
@@ -176,11 +171,12 @@ class WholeFarm(LabTestCase):
                                         f"search_base = {SUFFIX}\nquery_filter = (|(uid=%s)(mail=%s))\n"
                                         "result_attribute = maildrop\n")
         cls.postfix, cls.nginx = [], []
+        cls.tablemap_args = ["--table", f"virtual={virtual}", "--table", f"transport={transport}",
+                             "--socketmap", "127.0.0.1:10027", "-o", "redis_server=redis://redis.example.com:6379/0",
+                             "-o", f"cache_ttl={CACHE_TTL}s"]
+        cls.tablemaps = {}
         for k, fe in enumerate(cls.fronts):
-            start_tablemap(lab, ["--table", f"virtual={virtual}", "--table", f"transport={transport}",
-                                 "--socketmap", "127.0.0.1:10027", "-o", "redis_server=redis://redis.example.com:6379/0",
-                                 "-o", f"cache_ttl={CACHE_TTL}s"],
-                           name=f"{fe.name}-tablemap", host=fe)
+            cls.tablemaps[fe.name] = cls.start_tablemap(fe)
             cls.postfix.append(Postfix(lab, name=f"{fe.name}-postfix", host=fe, smtpd_port=25, main_cf={
                 "myhostname": fe.fqdn,
                 "virtual_alias_domains": "example.com",
@@ -199,6 +195,33 @@ class WholeFarm(LabTestCase):
                 host=fe)
             cls.nginx.append(NginxMail(lab, "127.0.0.1:10080/auth", name=f"{fe.name}-nginx", host=fe,
                                        ports=(143, 110)))
+
+    @classmethod
+    def start_lmtp(cls, name):
+        host = cls.backs[name]
+        p = cls.lab.spawn(f"{name}-lmtp", [binary("maildir_deliver"), "-c", cls.lmtp_cf[name], "--lmtp", "--foreground"],
+                          host=host)
+        try:
+            wait_port(24, 15, host=host.address)
+        except AssertionError:
+            raise AssertionError(f"maildir_deliver on {name} did not start: {p.stderr()}")
+        return p
+
+    @classmethod
+    def start_bridge(cls):
+        p = cls.lab.spawn("mup-bridge", [binary("mupdate_bridge"), "-f", "-c", cls.bridge_cf], host=cls.mup)
+        try:
+            wait_port(3905, 15, host=cls.mup.address)
+        except AssertionError:
+            raise AssertionError(f"mupdate_bridge did not start: {p.stderr()}")
+        return p
+
+    @classmethod
+    def start_tablemap(cls, fe):
+        p = start_tablemap(cls.lab, cls.tablemap_args, name=f"{fe.name}-tablemap", host=fe)
+        wait_for(lambda: fe.run(["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/10027"], capture_output=True).returncode == 0,
+                 10, what=f"ldap_tablemap on {fe.name}")
+        return p
 
     def send(self, k, rcpt, subject):
         fe = self.fronts[k % 2]
@@ -318,6 +341,11 @@ class WholeFarm(LabTestCase):
             self.assertTrue(r.stdout.startswith(f"{backend_of(i)}.example.com "), r.stdout)
             self.assertIn(f"source={source}", r.stdout)
 
+    moved = {}  # user number -> backend, once test_5 has moved it
+
+    def home(self, i):
+        return self.moved.get(i, backend_of(i))
+
     def test_5_moving_a_user_to_another_backend(self):
         """The procedure a sysadmin follows without the admin tool: copy the
         Maildir to the new backend, point maildrop there, and remove the old
@@ -335,11 +363,161 @@ class WholeFarm(LabTestCase):
         self.slapd.modify(f"dn: uid={user},ou=people,{SUFFIX}\nchangetype: modify\nreplace: maildrop\n"
                           f"maildrop: {user}@{new}.example.com\n")
         shutil.rmtree(os.path.join(self.stores[old], rel))
+        type(self).moved[i] = new
         time.sleep(CACHE_TTL + 1)
         self.send(1, f"{user}@example.com", f"{token} after")
         self.send(0, f"{user}+lists@example.com", f"{token} after, folder")
         self.wait_delivered(3, token)
         self.assertEqual(self.mailbox_counts(token), {(new, f"user.{user}"): 2, (new, f"user.{user}.lists"): 1})
+
+    def delivered_subjects(self, token):
+        """[(backend, mailbox, subject, body ok)] of every stored message with token."""
+        found = []
+        for name, cy in self.cyrus.items():
+            m = imaplib.IMAP4(cy.host.address, 143)
+            m.login("cyrus", "cyrusadminpw")
+            _, boxes = m.list('""', '"user.*"')
+            for line in boxes:
+                box = re.search(r'(?:"([^"]*)"|(\S+))$', line.decode())
+                box = box.group(1) or box.group(2)
+                if m.select(f'"{box}"', readonly=True)[0] != "OK":
+                    continue
+                _, hits = m.search(None, "SUBJECT", token)
+                for num in hits[0].split():
+                    _, data = m.fetch(num, "(BODY.PEEK[HEADER.FIELDS (SUBJECT)] BODY.PEEK[TEXT])")
+                    parts = [d[1].decode(errors="replace") for d in data if isinstance(d, tuple)]
+                    subject = parts[0].split(":", 1)[1].strip()
+                    found.append((name, box, subject, parts[1].strip() == f"body {subject}"))
+            m.logout()
+        for name, store in self.stores.items():
+            for dirpath, _, files in os.walk(store):
+                if os.path.basename(dirpath) not in ("new", "cur"):
+                    continue
+                parts = os.path.relpath(os.path.dirname(dirpath), store).split(os.sep)
+                box = "user." + parts[2] + ("." + parts[3][1:] if len(parts) > 3 else "")
+                for f in files:
+                    with open(os.path.join(dirpath, f), "rb") as fh:
+                        text = fh.read().decode(errors="replace")
+                    if token not in text:
+                        continue
+                    subject = re.search(r"^Subject: (.*)$", text, re.M).group(1).strip()
+                    body = text.split("\n\n", 1)[1].strip()
+                    found.append((name, box, subject, body == f"body {subject}"))
+        return found
+
+    def test_6_faults_during_a_stream_lose_nothing(self):
+        """A stream of 10,000 messages at both frontends while slapd and
+        Redis stop, a Cyrus backend drops off the network, and ldap_tablemap,
+        maildir_deliver and mupdate_bridge are killed with -9, one after
+        another: every message a frontend accepted ends up exactly once,
+        whole, in its user's mailbox on the right backend; what was refused
+        (4xx) during a fault is nowhere; afterwards all mail is accepted."""
+        total = int(os.environ.get("MAILGRID_FARM_STREAM", "10000"))
+        token = f"fault{int(time.time())}"
+        accepted, refused, uncertain = set(), set(), set()
+        reasons = {}
+        sent = [0]
+
+        # Paced over about 40 s, so that every fault falls inside the stream.
+        rate = total / 40.0
+        started = time.monotonic()
+
+        def stream():
+            sessions = [None, None]
+            for n in range(total):
+                ahead = started + n / rate - time.monotonic()
+                if ahead > 0:
+                    time.sleep(ahead)
+                k, i = n % 2, (n * 7) % USERS
+                subject = f"{token} {n}"
+                rcpt = f"user{i:04d}@example.com"
+                try:
+                    if sessions[k] is None:
+                        sessions[k] = smtplib.SMTP(self.fronts[k].address, 25, timeout=30)
+                    sessions[k].sendmail("sender@test.example", [rcpt], f"From: sender@test.example\r\nTo: {rcpt}\r\n"
+                                                                       f"Subject: {subject}\r\n\r\nbody {subject}\r\n")
+                    accepted.add((subject, i))
+                except (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as e:
+                    refused.add(subject)  # a 4xx or 5xx answer: not accepted
+                    reasons[str(e)[:120]] = reasons.get(str(e)[:120], 0) + 1
+                    with contextlib.suppress(Exception):
+                        sessions[k].close()
+                    sessions[k] = None
+                except (smtplib.SMTPException, OSError) as e:
+                    uncertain.add(subject)  # the connection broke: maybe accepted
+                    reasons[repr(e)[:120]] = reasons.get(repr(e)[:120], 0) + 1
+                    with contextlib.suppress(Exception):
+                        sessions[k].close()
+                    sessions[k] = None
+                except Exception:
+                    uncertain.add(subject)
+                    with contextlib.suppress(Exception):
+                        sessions[k].close()
+                    sessions[k] = None
+                sent[0] = n + 1
+            for s in sessions:
+                if s:
+                    with contextlib.suppress(Exception):
+                        s.quit()
+
+        sender = threading.Thread(target=stream)
+        sender.start()
+
+        def at(fraction):
+            wait_for(lambda: sent[0] >= total * fraction or not sender.is_alive(), 600, interval=0.05,
+                     what=f"{fraction:.0%} of the stream")
+
+        cls = type(self)
+        at(0.1)
+        self.slapd.stop()            # the directory
+        time.sleep(2)
+        self.slapd.start()
+        at(0.25)
+        self.redis.stop()            # the shared cache
+        time.sleep(2)
+        self.redis.start()
+        at(0.4)
+        self.farm.unplug(self.backs["cy02"])    # a backend drops off the network
+        time.sleep(3)
+        self.farm.plug(self.backs["cy02"])
+        at(0.55)
+        fe = self.fronts[0]          # every mailgrid daemon on the mail path, kill -9
+        cls.tablemaps[fe.name].kill()
+        time.sleep(1)
+        cls.tablemaps[fe.name] = cls.start_tablemap(fe)
+        at(0.7)
+        cls.lmtp["md01"].kill()
+        time.sleep(1)
+        cls.lmtp["md01"] = cls.start_lmtp("md01")
+        at(0.85)
+        cls.bridge.kill()
+        time.sleep(1)
+        cls.bridge = cls.start_bridge()
+        sender.join(900)
+        self.assertFalse(sender.is_alive())
+        self.assertLess(len(refused | uncertain), total, f"nothing accepted: {reasons}")
+        # A fault on the lookup path refuses mail with 4xx (the sender
+        # retries later); once the faults are over, all is accepted again.
+        for n in range(total, total + 50):
+            i = (n * 7) % USERS
+            subject = f"{token} {n}"
+            self.send(n, f"user{i:04d}@example.com", subject)
+            accepted.add((subject, i))
+
+        def settled():
+            return all(p.queue_empty() for p in self.postfix) and \
+                len(self.delivered_subjects(token)) >= len(accepted)
+        wait_for(settled, 600, interval=3, what=f"{len(accepted)} accepted messages delivered")
+        found = self.delivered_subjects(token)
+        where = {}
+        for backend, box, subject, whole in found:
+            self.assertTrue(whole, f"{subject} in {backend} {box} is not the message sent")
+            where.setdefault(subject, []).append((backend, box))
+        for subject, i in accepted:
+            self.assertEqual(where.get(subject), [(self.home(i), f"user.user{i:04d}")], subject)
+        self.assertFalse([s for s in where if s in refused], "a refused message was delivered")
+        self.assertFalse([s for s in where if len(where[s]) > 1], "a message was delivered twice")
+        self.assertEqual(len(found) - len([s for s in where if s in uncertain]), len(accepted))
 
 
 if __name__ == "__main__":
