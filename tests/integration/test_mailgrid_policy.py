@@ -179,6 +179,23 @@ class Frontends(LabTestCase):
         code, text = self.rcpt(self.pf_c, "nina@example.com", size=20000)
         self.assertEqual(code, 452, text)
 
+    def test_1_swaks_sees_what_a_sender_would(self):
+        """The same checks from swaks, the SMTP client sysadmins reach for."""
+        need("swaks")
+
+        def swaks(pf, *args):
+            r = subprocess.run(["swaks", "--server", f"{pf.host.address}:{pf.smtpd_port}", "--from",
+                                "someone@example.net", "--timeout", "30", *args],
+                               capture_output=True, text=True, timeout=60)
+            return r.returncode, r.stdout
+        for pf in (self.pf_a, self.pf_c):
+            rc, out = swaks(pf, "--to", "dora@example.com", "--quit-after", "RCPT")
+            self.assertNotEqual(rc, 0)
+            self.assertIn("<** 452 4.2.2 <dora@example.com>: Recipient address rejected: Mailbox full", out)
+            rc, out = swaks(pf, "--to", "al@example.com")
+            self.assertEqual(rc, 0, out)
+            self.assertIn("<-  250 2.0.0 Ok: queued", out)
+
     def test_2_milter_checks_the_real_size_at_end_of_data(self):
         # No SIZE= at MAIL FROM: only the end of the message tells.
         with self.pf_c.session() as s:
