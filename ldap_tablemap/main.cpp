@@ -135,6 +135,7 @@ int main(int argc, char** argv) {
     }
     drop_privileges(config);
     server.start();
+    tm->start_hold_polling();
     log::info("ready: %zu table(s)", tm->definitions().size());
     run_until_signal(
         io,

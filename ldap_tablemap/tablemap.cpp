@@ -1,5 +1,11 @@
 #include "tablemap.hpp"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+
 #include "log/log.hpp"
 #include "proto/socketmap.hpp"
 #include "proto/tcp_table.hpp"
@@ -19,6 +25,9 @@ const std::vector<ParamSpec>& tablemap_params() {
         {"recipient_delimiter", "+", "characters that separate a user from an address extension"},
         {"tablemap_propagate_extension", "yes",
          "virtual/canonical answers found without the extension get it back, as Postfix does"},
+        {"tablemap_hold_tables", "transport",
+         "tables that defer mail for addresses on the hold list (mailgrid user move)"},
+        {"tablemap_hold_poll", "1s", "how often the hold list (Redis or hold_file) is read"},
     };
     return specs;
 }
@@ -101,6 +110,86 @@ void Tablemap::load(std::vector<std::string>& warnings) {
                                         "full key; style " + lookup_style_name(opts.style) + " adds no fallbacks");
         tables_[d.name] = std::make_unique<TableService>(d.name, std::move(table), opts, cache_, metrics_);
     }
+    for (const auto& name : config_.get_list("tablemap_hold_tables")) {
+        TableService* t = table(name);
+        if (!t) {
+            warnings.push_back(config_.where("tablemap_hold_tables") + ": no such table: " + name);
+            continue;
+        }
+        t->use_hold_list(&hold_);
+    }
+    hold_poll_ = config_.get_duration("tablemap_hold_poll");
+    if (hold_poll_ < std::chrono::milliseconds(10)) config_.fail("tablemap_hold_poll", "must be at least 10ms");
+}
+
+void Tablemap::apply_hold(std::uint64_t generation, const std::vector<std::string>& addresses) {
+    std::size_t before = hold_.size();
+    if (!hold_.update(generation, addresses)) return;
+    // A new generation means the directory changed under a move: answers
+    // cached before it may name the old backend.
+    for (auto& [name, t] : tables_) t->clear_local_cache();
+    if (before || hold_.size())
+        log::info("hold list generation %llu: %zu address(es) held", static_cast<unsigned long long>(generation),
+                  hold_.size());
+}
+
+awaitable<void> Tablemap::refresh_hold() {
+    if (redis_) {
+        const std::string prefix = config_.get("redis_prefix");
+        std::vector<std::string> get{std::string("GET"), prefix + "hold:gen"};
+        auto gen = co_await redis_->command(std::move(get));
+        if (!gen || gen->is_error()) co_return;  // keep what we have: Redis will be back
+        std::uint64_t g = 0;
+        if (gen->type == RedisReply::Type::String)
+            if (auto v = parse_int(gen->str); v && *v > 0) g = static_cast<std::uint64_t>(*v);
+        if (g != hold_.generation()) {
+            std::vector<std::string> members{std::string("SMEMBERS"), prefix + "hold"};
+            auto set = co_await redis_->command(std::move(members));
+            if (!set || set->type != RedisReply::Type::Array) co_return;
+            std::vector<std::string> addresses;
+            for (const auto& e : set->elements) addresses.push_back(e.str);
+            apply_hold(g, addresses);
+        }
+        // Tell "mailgrid user move" which generation this frontend obeys.
+        std::vector<std::string> seen{std::string("SET"), prefix + "hold:seen:" + hold_seen_id_,
+                                      std::to_string(hold_.generation()), "PX",
+                                      std::to_string(std::max<long long>(3000, 5 * hold_poll_.count()))};
+        co_await redis_->command(std::move(seen));
+        co_return;
+    }
+    const std::string path = config_.get("hold_file");
+    if (path.empty()) co_return;
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) {
+        if (errno == ENOENT) apply_hold(0, {});
+        co_return;
+    }
+    std::string stamp = std::to_string(st.st_ino) + ":" + std::to_string(st.st_size) + ":" +
+                        std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec);
+    if (stamp == hold_file_stamp_) co_return;
+    std::ifstream in(path);
+    if (!in) co_return;
+    std::stringstream text;
+    text << in.rdbuf();
+    hold_file_stamp_ = stamp;
+    auto f = parse_hold_file(text.str());
+    apply_hold(f.generation, f.addresses);
+}
+
+void Tablemap::start_hold_polling() {
+    if (!redis_ && config_.get("hold_file").empty()) return;
+    char host[256] = {};
+    ::gethostname(host, sizeof host - 1);
+    hold_seen_id_ = std::string(host) + ":" + std::to_string(::getpid());
+    asio::co_spawn(
+        io_,
+        [](Tablemap* self) -> awaitable<void> {
+            for (;;) {
+                co_await self->refresh_hold();
+                co_await sleep_for(self->hold_poll_);
+            }
+        }(this),
+        asio::detached);
 }
 
 TableService* Tablemap::table(const std::string& name) {

@@ -44,6 +44,10 @@ public:
 
     awaitable<void> serve_tcp_table(Connection& c, TableService& t);
     awaitable<void> serve_socketmap(Connection& c);
+    // Reads the hold list now and then every tablemap_hold_poll.
+    void start_hold_polling();
+    awaitable<void> refresh_hold();
+    const HoldList& hold_list() const { return hold_; }
 
 private:
     asio::io_context& io_;
@@ -54,6 +58,10 @@ private:
     std::unique_ptr<RedisClient> redis_;
     CacheSetup cache_;
     std::map<std::string, std::unique_ptr<TableService>> tables_;
+    void apply_hold(std::uint64_t generation, const std::vector<std::string>& addresses);
+    HoldList hold_;
+    std::chrono::milliseconds hold_poll_{1000};
+    std::string hold_seen_id_, hold_file_stamp_;
 };
 
 }  // namespace mailgrid

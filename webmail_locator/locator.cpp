@@ -3,6 +3,7 @@
 #include "auth/password.hpp"
 
 #include "log/log.hpp"
+#include "util/json.hpp"
 #include "util/secure.hpp"
 #include "util/strings.hpp"
 
@@ -239,28 +240,6 @@ awaitable<http::Response> Locator::auth_http(const http::Request& req) {
 }
 
 namespace {
-std::string json_string(std::string_view s) {
-    std::string out = "\"";
-    static const char hex[] = "0123456789abcdef";
-    for (unsigned char c : s) {
-        switch (c) {
-            case '"': out += "\\\""; break;
-            case '\\': out += "\\\\"; break;
-            case '\n': out += "\\n"; break;
-            case '\r': out += "\\r"; break;
-            case '\t': out += "\\t"; break;
-            default:
-                if (c < 0x20) {
-                    out += "\\u00";
-                    out.push_back(hex[c >> 4]);
-                    out.push_back(hex[c & 15]);
-                } else {
-                    out.push_back(static_cast<char>(c));
-                }
-        }
-    }
-    return out + "\"";
-}
 }  // namespace
 
 awaitable<http::Response> Locator::locate_json(const std::string& user) {

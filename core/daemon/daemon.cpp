@@ -35,6 +35,8 @@ const std::vector<ParamSpec>& common_params() {
         {"redis_password", "", "Redis AUTH password (overrides the one in redis_server)"},
         {"redis_timeout", "250ms", "deadline of each Redis command"},
         {"redis_prefix", "mailgrid:", "prefix of every Redis key"},
+        {"hold_file", "",
+         "list of addresses whose mail is held during a mailbox move, when Redis is not used (one host only)"},
         {"ldap_connections", "4", "search connections per LDAP server set"},
         {"ldap_bind_connections", "8", "connections for user password binds per server set"},
         {"ldap_max_pending", "64", "searches in flight per LDAP connection"},

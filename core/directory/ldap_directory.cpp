@@ -1,4 +1,5 @@
 #include "directory/ldap_directory.hpp"
+#include "directory/ldap_sync.hpp"
 
 #include <lber.h>
 #include <ldap.h>
@@ -163,6 +164,35 @@ ConnectOutcome connect_blocking(const ServerSet& s, bool service_bind, const Lda
 }
 
 }  // namespace
+
+LDAP* open_ldap_sync(const ServerSet& servers, std::string* error) {
+    auto out = connect_blocking(servers, true, LdapPoolOptions{});
+    if (!out.ld && error) *error = out.error;
+    return out.ld;
+}
+
+std::string ldap_error_text(LDAP* ld, int rc) { return ldap_error(ld, rc); }
+
+Entry read_ldap_entry(LDAP* ld, LDAPMessage* msg) {
+    Entry e;
+    if (char* dn = ldap_get_dn(ld, msg)) {
+        e.dn = dn;
+        ldap_memfree(dn);
+    }
+    BerElement* ber = nullptr;
+    for (char* a = ldap_first_attribute(ld, msg, &ber); a; a = ldap_next_attribute(ld, msg, ber)) {
+        Attribute attr;
+        attr.name = a;
+        if (berval** vals = ldap_get_values_len(ld, msg, a)) {
+            for (int i = 0; vals[i]; ++i) attr.values.emplace_back(vals[i]->bv_val, vals[i]->bv_len);
+            ldap_value_free_len(vals);
+        }
+        e.attributes.push_back(std::move(attr));
+        ldap_memfree(a);
+    }
+    if (ber) ber_free(ber, 0);
+    return e;
+}
 
 struct LdapDirectory::Pending {
     explicit Pending(asio::any_io_executor ex) : timer(ex) {}
@@ -400,23 +430,7 @@ void LdapDirectory::handle_message(Conn& conn, void* m) {
     auto& p = *it->second;
     switch (type) {
         case LDAP_RES_SEARCH_ENTRY: {
-            Entry e;
-            if (char* dn = ldap_get_dn(conn.ld, msg)) {
-                e.dn = dn;
-                ldap_memfree(dn);
-            }
-            BerElement* ber = nullptr;
-            for (char* a = ldap_first_attribute(conn.ld, msg, &ber); a; a = ldap_next_attribute(conn.ld, msg, ber)) {
-                Attribute attr;
-                attr.name = a;
-                if (berval** vals = ldap_get_values_len(conn.ld, msg, a)) {
-                    for (int i = 0; vals[i]; ++i) attr.values.emplace_back(vals[i]->bv_val, vals[i]->bv_len);
-                    ldap_value_free_len(vals);
-                }
-                e.attributes.push_back(std::move(attr));
-                ldap_memfree(a);
-            }
-            if (ber) ber_free(ber, 0);
+            Entry e = read_ldap_entry(conn.ld, static_cast<LDAPMessage*>(msg));
             p.result.entries.push_back(std::move(e));
             return;
         }

@@ -86,6 +86,8 @@ TableService::TableService(std::string name, std::unique_ptr<LdapTable> table, T
         m_hits_local_ = &metrics->counter("mailgrid_cache_hits_total", c, {{"table", name_}, {"layer", "local"}});
         m_hits_redis_ = &metrics->counter("mailgrid_cache_hits_total", c, {{"table", name_}, {"layer", "redis"}});
         m_misses_ = &metrics->counter("mailgrid_cache_misses_total", "Lookups that went to the directory", {{"table", name_}});
+        m_held_ = &metrics->counter("mailgrid_held_lookups_total", "Lookups answered with a hold (mailbox moving)",
+                                    {{"table", name_}});
         m_latency_ = &metrics->histogram("mailgrid_lookup_seconds", "Time to answer a lookup", {{"table", name_}});
     }
 }
@@ -127,7 +129,17 @@ void TableService::count(const Lookup& r) {
     }
 }
 
+void TableService::use_hold_list(const HoldList* hold) {
+    hold_ = hold;
+    held_answer_ = HoldList::answer(options_.style);
+}
+
 const Lookup* TableService::cached(const std::string& key) {
+    if (hold_ && !hold_->empty() && hold_->holds(key, options_.recipient_delimiter)) {
+        if (m_held_) m_held_->inc();
+        count(held_answer_);
+        return &held_answer_;
+    }
     if (!cache_) return nullptr;
     const Lookup* r = cache_->local(key);
     if (!r) return nullptr;
@@ -138,7 +150,7 @@ const Lookup* TableService::cached(const std::string& key) {
 }
 
 awaitable<Lookup> TableService::lookup(std::string key) {
-    if (const Lookup* hit = cached(key)) co_return *hit;
+    if (const Lookup* hit = cached(key)) co_return *hit;  // held keys too
     auto start = Clock::now();
     std::optional<Lookup> shared;
     if (cache_) shared = co_await cache_->shared(key);

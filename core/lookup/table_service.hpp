@@ -10,6 +10,7 @@
 
 #include "cache/lru_cache.hpp"
 #include "cache/redis_client.hpp"
+#include "lookup/hold_list.hpp"
 #include "lookup/ldap_table.hpp"
 #include "mail/address.hpp"
 #include "metrics/metrics.hpp"
@@ -39,6 +40,7 @@ public:
     awaitable<std::optional<Lookup>> shared(const std::string& key);
     void put(const std::string& key, const Lookup& value);
     awaitable<void> invalidate(const std::string& key);
+    void clear_local() { local_.clear(); }
     std::string redis_key(const std::string& key) const { return prefix_ + "t:" + table_ + ":" + key; }
 
 private:
@@ -72,6 +74,13 @@ public:
     // The answer if the in-process cache has it: the fast path, with no
     // coroutine and no copy. Valid until the next lookup.
     const Lookup* cached(const std::string& key);
+    // Keys on this list are answered with HoldList::answer(style) before
+    // any cache or the directory is asked. The list must outlive us.
+    void use_hold_list(const HoldList* hold);
+    // Forgets every in-process answer (the shared cache is left alone).
+    void clear_local_cache() {
+        if (cache_) cache_->clear_local();
+    }
     const std::string& name() const { return name_; }
     LookupStyle style() const { return options_.style; }
     LdapTable& table() { return *table_; }
@@ -86,6 +95,8 @@ private:
     TableOptions options_;
     std::unique_ptr<LookupCache> cache_;
     bool partial_keys_;  // Postfix would try partial keys for this table
+    const HoldList* hold_ = nullptr;
+    Lookup held_answer_;
 
     Counter* m_found_ = nullptr;
     Counter* m_notfound_ = nullptr;
@@ -93,6 +104,7 @@ private:
     Counter* m_hits_local_ = nullptr;
     Counter* m_hits_redis_ = nullptr;
     Counter* m_misses_ = nullptr;
+    Counter* m_held_ = nullptr;
     Histogram* m_latency_ = nullptr;
     std::chrono::steady_clock::time_point last_warning_{};
     unsigned suppressed_ = 0;
