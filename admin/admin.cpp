@@ -65,6 +65,16 @@ const std::vector<ParamSpec>& admin_params() {
     return specs;
 }
 
+void make_private_directories(const std::string& path) {
+    std::string partial;
+    for (auto part : split(path, '/')) {
+        if (part.empty()) continue;
+        partial += "/" + std::string(part);
+        if (::mkdir(partial.c_str(), 0700) != 0 && errno != EEXIST)
+            throw Failure(EX_CANTCREAT, partial + ": " + std::strerror(errno));
+    }
+}
+
 namespace {
 
 std::string now_stamp() {
@@ -419,8 +429,12 @@ void Admin::create_mailbox(const Backend& b, std::string_view address, std::uint
         throw Failure(r.failed_io ? EX_UNAVAILABLE : EX_CANTCREAT, b.name + ": CREATE " + box + ": " + r.text);
     if (quota) {
         // SETQUOTA counts storage in KiB (RFC 2087).
-        auto q = s.run("SETQUOTA", {box, "(STORAGE " + std::to_string((quota + 1023) / 1024) + ")"});
-        (void)q;
+        auto q = s.run("SETQUOTA", {box}, "(STORAGE " + std::to_string((quota + 1023) / 1024) + ")");
+        if (!q.ok) {
+            s.run("SETACL", {box, cyrus_admin(), "lrswipkxtecda"});
+            s.run("DELETE", {box});
+            throw Failure(EX_CANTCREAT, b.name + ": SETQUOTA " + box + ": " + q.text + " (mailbox removed)");
+        }
     }
 }
 
@@ -551,7 +565,8 @@ void Admin::set_quota(std::string_view address, std::uint64_t quota) {
         if (s.open(u.backend->imap_host, u.backend->imap_port, cyrus_admin(), cyrus_password(),
                    config_.get_duration("admin_timeout"), &why)) {
             std::string limit = quota ? "(STORAGE " + std::to_string((quota + 1023) / 1024) + ")" : "()";
-            s.run("SETQUOTA", {cyrus_mailbox(u.address), limit});
+            auto q = s.run("SETQUOTA", {cyrus_mailbox(u.address)}, limit);
+            if (!q.ok) throw Failure(EX_UNAVAILABLE, u.backend->name + ": SETQUOTA: " + q.text);
         }
     }
     // Maildir backends: maildir_deliver rewrites maildirsize with the

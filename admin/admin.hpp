@@ -25,6 +25,9 @@ namespace mailgrid::admin {
 
 const std::vector<ParamSpec>& admin_params();
 
+// mkdir -p with mode 0700 for what it makes; throws Failure.
+void make_private_directories(const std::string& path);
+
 // An operation that cannot be done: the one-line message and the sysexits
 // code the command ends with.
 class Failure : public std::runtime_error {

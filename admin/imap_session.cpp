@@ -125,7 +125,17 @@ bool ImapSession::read_response(imap::Response& r, std::string* why) {
     }
 }
 
-ImapResult ImapSession::run(std::string_view name, const std::vector<std::string>& args) {
+ImapResult ImapSession::append(const std::string& mailbox, const std::string& flags, const std::string& date,
+                               std::string_view message) {
+    std::string tail;
+    if (!flags.empty()) tail += flags + " ";
+    if (!date.empty()) tail += "\"" + date + "\" ";
+    tail += "{" + std::to_string(message.size()) + "+}\r\n";
+    tail += message;
+    return run("APPEND", {mailbox}, tail);
+}
+
+ImapResult ImapSession::run(std::string_view name, const std::vector<std::string>& args, std::string_view list) {
     ImapResult out;
     if (fd_ < 0) {
         out.failed_io = true;
@@ -138,6 +148,7 @@ ImapResult ImapSession::run(std::string_view name, const std::vector<std::string
         out.text = "an argument cannot be sent as an IMAP string";
         return out;
     }
+    if (!list.empty()) cmd->insert(cmd->size() - 2, " " + std::string(list));
     if (!send(*cmd, &out.text)) {
         out.failed_io = true;
         return out;

@@ -29,7 +29,13 @@ public:
     // Connects, reads the greeting and logs in. false and *why if not.
     bool open(const std::string& host, std::uint16_t port, const std::string& user, const std::string& password,
               std::chrono::milliseconds timeout, std::string* why);
-    ImapResult run(std::string_view command, const std::vector<std::string>& args);
+    // args are quoted as IMAP strings; list, if given, is appended as it
+    // is (a parenthesised list such as "(MESSAGES)").
+    ImapResult run(std::string_view command, const std::vector<std::string>& args, std::string_view list = {});
+    // APPEND with a LITERAL+ literal: flags "(\\Seen ...)" or "", date an
+    // IMAP date-time or "".
+    ImapResult append(const std::string& mailbox, const std::string& flags, const std::string& date,
+                      std::string_view message);
     void close();
 
 private:

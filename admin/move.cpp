@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "hold.hpp"
+#include "cyrus_move.hpp"
 #include "imap_session.hpp"
 #include "log/log.hpp"
 #include "util/strings.hpp"
@@ -73,17 +74,6 @@ struct State {
 
 std::string state_path(const Admin& admin, const std::string& address) {
     return admin.config().get("admin_state_dir") + "/" + address;
-}
-
-void make_state_dir(const Admin& admin) {
-    std::string dir = admin.config().get("admin_state_dir");
-    std::string partial;
-    for (auto part : split(dir, '/')) {
-        if (part.empty()) continue;
-        partial += "/" + std::string(part);
-        if (::mkdir(partial.c_str(), 0700) != 0 && errno != EEXIST)
-            throw Failure(EX_CANTCREAT, partial + ": " + std::strerror(errno));
-    }
 }
 
 // For tests of resumption: stop dead after a step, as a crash would.
@@ -182,24 +172,6 @@ std::set<std::string> message_keys(const std::string& path) {
     return out;
 }
 
-long cyrus_count(Admin& admin, const Backend& b, const std::string& box, std::string* why) {
-    ImapSession s;
-    if (!s.open(b.imap_host, b.imap_port, admin.cyrus_admin(), admin.cyrus_password(),
-                admin.config().get_duration("admin_timeout"), why))
-        return -1;
-    auto r = s.run("STATUS", {box, "(MESSAGES)"});
-    if (!r.ok) {
-        *why = r.text;
-        return -1;
-    }
-    for (const auto& u : r.untagged) {
-        auto pos = u.text.find("MESSAGES ");
-        if (pos != std::string::npos) return std::atol(u.text.c_str() + pos + 9);
-    }
-    *why = "no MESSAGES in the STATUS reply";
-    return -1;
-}
-
 }  // namespace
 
 std::vector<std::string> pending_moves(const Admin& admin) {
@@ -208,7 +180,9 @@ std::vector<std::string> pending_moves(const Admin& admin) {
     if (DIR* d = ::opendir(dir.c_str())) {
         while (dirent* e = ::readdir(d)) {
             std::string n = e->d_name;
-            if (n.find('@') != std::string::npos && n.find(".tmp") == std::string::npos) out.push_back(n);
+            if (n.find('@') != std::string::npos && n.find(".tmp") == std::string::npos &&
+                n.find(".cyrus") == std::string::npos)
+                out.push_back(n);
         }
         ::closedir(d);
     }
@@ -219,7 +193,7 @@ std::vector<std::string> pending_moves(const Admin& admin) {
 MoveReport move_user(Admin& admin, const std::string& address_in, const std::string& to_in, bool show) {
     auto start = Clock::now();
     std::string address = admin.check_address(address_in);
-    make_state_dir(admin);
+    make_private_directories(admin.config().get("admin_state_dir"));
     State st;
     st.path = state_path(admin, address);
     MoveReport report;
@@ -287,20 +261,14 @@ MoveReport move_user(Admin& admin, const std::string& address_in, const std::str
             } else {
                 auto box = admin.cyrus_mailbox(address);
                 if (st.get("source_messages").empty()) {
-                    long n = cyrus_count(admin, from, box, &why);
-                    if (n < 0) throw Failure(EX_UNAVAILABLE, from.name + ": STATUS " + box + ": " + why);
+                    long n = cyrus_total(admin, from, box, &why);
+                    if (n < 0) throw Failure(EX_UNAVAILABLE, from.name + ": " + why);
                     st["source_messages"] = std::to_string(n);
                     st.save();
                 }
-                // Done already (a crash after XFER): the new backend has it.
-                if (cyrus_count(admin, to, box, &why) < 0) {
-                    ImapSession s;
-                    if (!s.open(from.imap_host, from.imap_port, admin.cyrus_admin(), admin.cyrus_password(),
-                                admin.config().get_duration("admin_timeout"), &why))
-                        throw Failure(EX_UNAVAILABLE, from.name + ": " + why);
-                    auto r = s.run("XFER", {box, to.name});
-                    if (!r.ok) throw Failure(EX_UNAVAILABLE, from.name + ": XFER " + box + " " + to.name + ": " + r.text);
-                }
+                auto c = cyrus_move(admin, from, to, box, st.path + ".cyrus", show);
+                st["cyrus_method"] = c.method;
+                report.bytes = c.bytes;
                 report.messages = static_cast<std::uint64_t>(std::atol(st["source_messages"].c_str()));
             }
         } else if (step == "flip") {
@@ -348,15 +316,19 @@ MoveReport move_user(Admin& admin, const std::string& address_in, const std::str
                 report.messages = old_keys.size();
             } else {
                 auto box = admin.cyrus_mailbox(address);
-                long n = cyrus_count(admin, to, box, &why);
                 long before = std::atol(st["source_messages"].c_str());
+                long n = cyrus_total(admin, to, box, &why);
+                if (n < 0) throw Failure(EX_UNAVAILABLE, to.name + ": " + why);
                 if (n < before)
                     throw Failure(EX_IOERR, to.name + ": " + box + " has " + std::to_string(n) + " messages, " +
                                                 std::to_string(before) + " were moved");
+                report.messages = static_cast<std::uint64_t>(n);
             }
         } else if (step == "cleanup") {
             if (from.kind == Backend::Kind::Maildir && !remove_tree(src, &why))
                 throw Failure(EX_IOERR, "removing the old copy: " + why);
+            if (from.kind == Backend::Kind::Cyrus && !remove_tree(st.path + ".cyrus", &why))
+                throw Failure(EX_IOERR, "removing the exported copy: " + why);
         }
         st["step"] = step;
         st.save();
@@ -387,6 +359,17 @@ void abort_move(Admin& admin, const std::string& address_in) {
         throw Failure(EX_USAGE, "the move of " + address + " has switched the directory to " + st["to"] +
                                     ": it can only be finished (mailgrid user move " + address + ")");
     std::string why;
+    const Backend& target = admin.require_backend(st["to"]);
+    if (target.kind == Backend::Kind::Cyrus) {
+        // Past the hold the old mailbox may already be gone (XFER, or
+        // deleted after its export): only finishing is safe then.
+        struct stat sb {};
+        bool started = idx > 1 || ::stat((st.path + ".cyrus").c_str(), &sb) == 0 ||
+                       cyrus_total(admin, target, admin.cyrus_mailbox(address), &why) != 0;
+        if (started)
+            throw Failure(EX_USAGE, "the mailbox of " + address + " is on its way to " + st["to"] +
+                                        ": the move can only be finished (mailgrid user move " + address + ")");
+    }
     auto hold = HoldStore::open(admin.config(), &why);
     if (!hold) throw Failure(EX_CONFIG, why);
     std::uint64_t gen = 0;

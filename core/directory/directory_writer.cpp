@@ -382,7 +382,6 @@ private:
         std::string why;
         if (!load(entries, why)) return WriteResult::failure(Code::TempFail, why);
         WriteResult r = change(entries);
-        if (!r.ok() && r.code != Code::Invalid) return r;
         if (!r.ok()) return r;
         std::string text;
         for (const auto& e : entries) text += to_ldif(e) + "\n";
@@ -427,6 +426,7 @@ WriteResult apply_modifications(Entry& entry, const std::vector<Modification>& c
                 if (!c.values.empty()) entry.attributes.push_back({c.attribute, c.values});
                 break;
             case Modification::Op::Add: {
+                if (c.values.empty()) return WriteResult::failure(Code::Invalid, c.attribute + ": nothing to add");
                 Attribute& a = entry.get_or_add(c.attribute);
                 for (const auto& v : c.values) {
                     if (std::any_of(a.values.begin(), a.values.end(), [&](const auto& x) { return same_value(x, v); }))

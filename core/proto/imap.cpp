@@ -73,8 +73,28 @@ Parse next_response(std::string_view buffer, Response& out) {
             }
     }
     out.text = std::string(rest);
+    out.raw = std::string(buffer.substr(0, pos));
     out.consumed = pos;
     return Parse::Complete;
+}
+
+std::vector<std::string_view> literals(std::string_view raw) {
+    std::vector<std::string_view> out;
+    std::size_t pos = 0;
+    for (;;) {
+        auto eol = raw.find("\r\n", pos);
+        if (eol == std::string_view::npos) break;
+        bool bad = false;
+        auto n = literal_at_end(raw.substr(pos, eol - pos), &bad);
+        pos = eol + 2;
+        if (!n || bad || pos + *n > raw.size()) {
+            if (bad) break;
+            continue;
+        }
+        out.push_back(raw.substr(pos, *n));
+        pos += *n;
+    }
+    return out;
 }
 
 std::optional<std::string> quote(std::string_view arg) {

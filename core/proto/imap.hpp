@@ -17,7 +17,8 @@ inline constexpr std::size_t kMaxResponse = 1 << 20;
 struct Response {
     std::string tag;     // "*" for untagged, "+" for a continuation
     std::string status;  // OK NO BAD PREAUTH BYE (upper case); "" otherwise
-    std::string text;    // the rest of the first line, literals left in
+    std::string text;    // the rest of the first line
+    std::string raw;     // the whole response: every line and literal, CRLFs included
     std::size_t consumed = 0;
 };
 
@@ -31,6 +32,9 @@ Parse next_response(std::string_view buffer, Response& out);
 // An argument as an IMAP astring: an atom when it may be one, else a
 // quoted string; nullopt if it needs a literal (CR, LF, NUL, 8-bit).
 std::optional<std::string> quote(std::string_view arg);
+
+// The literals of a response ({n}CRLF + n bytes), in order.
+std::vector<std::string_view> literals(std::string_view raw);
 
 // "TAG COMMAND arg arg\r\n" with each argument quoted as needed; nullopt if
 // an argument cannot be quoted.

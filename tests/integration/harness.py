@@ -254,6 +254,7 @@ include {SCHEMA}
 pidfile {self.dir}/slapd.pid
 modulepath /usr/lib/ldap
 moduleload back_mdb
+{"moduleload pw-sha2" if os.path.exists("/usr/lib/ldap/pw-sha2.so") else ""}
 sizelimit unlimited
 threads 8
 database mdb

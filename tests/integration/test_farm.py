@@ -22,6 +22,7 @@ import base64
 import contextlib
 import hashlib
 import imaplib
+import json
 import os
 import poplib
 import re
@@ -35,7 +36,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from farm import Farm  # noqa: E402
-from harness import (SUFFIX, Cyrus, LabTestCase, NginxMail, Postfix, Redis, Slapd, SmtpSink, binary,  # noqa: E402
+from harness import (ADMIN_DN, ADMIN_PW, SUFFIX, Cyrus, LabTestCase, NginxMail, Postfix, Redis, Slapd, SmtpSink, binary,  # noqa: E402
                      start_tablemap, wait_for, wait_port)
 
 USERS = int(os.environ.get("MAILGRID_FARM_USERS", "1000"))
@@ -60,7 +61,10 @@ def directory(sink_host):
            f"dn: uid=cyrus,ou=people,{SUFFIX}\nobjectClass: inetOrgPerson\nuid: cyrus\ncn: admin\nsn: admin\n"
            f"userPassword: {ssha('cyrusadminpw')}\n",
            f"dn: uid=mupdate,ou=people,{SUFFIX}\nobjectClass: inetOrgPerson\nuid: mupdate\ncn: mupdate\nsn: mupdate\n"
-           f"userPassword: {ssha('mupdatepw')}\n"]
+           f"userPassword: {ssha('mupdatepw')}\n",
+           # Cyrus backends log in to each other as "proxy" to XFER mailboxes.
+           f"dn: uid=proxy,ou=people,{SUFFIX}\nobjectClass: inetOrgPerson\nuid: proxy\ncn: proxy\nsn: proxy\n"
+           f"userPassword: {ssha('proxypw')}\n"]
     for i in range(USERS):
         u = f"user{i:04d}"
         out.append(f"dn: uid={u},ou=people,{SUFFIX}\nobjectClass: inetOrgPerson\nobjectClass: mailSuiteRecipient\n"
@@ -123,6 +127,10 @@ class WholeFarm(LabTestCase):
                                            "mupdate_authname": "mupdate",
                                            "mupdate_password": "mupdatepw", "mupdate_config": "standard",
                                            "force_sasl_client_mech": "PLAIN",
+                                           # XFER: the old backend logs in to the new one as
+                                           # "proxy", which must be an admin there.
+                                           "proxy_authname": "proxy", "proxy_password": "proxypw",
+                                           "admins": "cyrus proxy",
                                            # Without proxyservers, Cyrus takes itself for a frontend.
                                            "proxyservers": "proxy"})
         # Maildir backends: maildir_deliver's LMTP server, finding each
@@ -137,7 +145,10 @@ class WholeFarm(LabTestCase):
             cf = lab.write(f"{name}.cf", f"deliver_root = {store}\n"
                                          "deliver_server_host = ldap://ldap.example.com/\n"
                                          f"deliver_search_base = {SUFFIX}\ndeliver_bind = no\n"
-                                         "deliver_query_filter = (maildrop=%s)\ndeliver_address_attribute = mail\n"
+                                         # A user moved here keeps the old maildrop as an
+                                         # accepted address: mail queued under it arrives.
+                                         "deliver_query_filter = (|(maildrop=%s)(mailacceptinggeneralid=%s))\n"
+                                         "deliver_address_attribute = mail\n"
                                          "deliver_extension_folders = create\nrecipient_delimiter = +\n"
                                          "deliver_lmtp_listen = inet:0.0.0.0:24\n")
             cls.lmtp_cf[name] = cf
@@ -164,7 +175,8 @@ class WholeFarm(LabTestCase):
         # Mail for a backend goes over LMTP to that backend; everything
         # else (forwards to the outside) takes the default route.
         transport = lab.write("transport.cf", f"server_host = ldap://ldap.example.com/\nversion = 3\nbind = no\n"
-                                              f"search_base = {SUFFIX}\nquery_filter = (maildrop=%s)\n"
+                                              f"search_base = {SUFFIX}\n"
+                                              "query_filter = (&(mail=*)(|(maildrop=%s)(mailacceptinggeneralid=%s)))\n"
                                               f"domain = {', '.join(b + '.example.com' for b in BACKENDS)}\n"
                                               "result_attribute = maildrop\nresult_format = lmtp:[%d]:24\n")
         locate = lab.write("locate.cf", f"server_host = ldap://ldap.example.com/\nversion = 3\nbind = no\n"
@@ -195,6 +207,19 @@ class WholeFarm(LabTestCase):
                 host=fe)
             cls.nginx.append(NginxMail(lab, "127.0.0.1:10080/auth", name=f"{fe.name}-nginx", host=fe,
                                        ports=(143, 110)))
+
+        # The admin command, run from outside the farm: it reaches the
+        # directory, Redis (the hold list) and the Cyrus backends over the
+        # network and the Maildir stores as file systems.
+        backends = [f"{n}.example.com=cyrus:{cls.backs[n].address}:143" for n in CYRUS]
+        backends += [f"{n}.example.com=maildir:{cls.stores[n]}" for n in MAILDIR]
+        cls.admin_cf = lab.write("admin.cf", f"admin_server_host = ldap://{ldap.address}/\nadmin_search_base = {SUFFIX}\n"
+                                             f"admin_bind_dn = {ADMIN_DN}\nadmin_bind_pw = {ADMIN_PW}\n"
+                                             f"admin_backends = {', '.join(backends)}\n"
+                                             "admin_cyrus_password = cyrusadminpw\n"
+                                             f"admin_state_dir = {lab.path('moves')}\n"
+                                             f"redis_server = redis://{redis.address}:6379/0\n"
+                                             "admin_hold_settle = 1s\n")
 
     @classmethod
     def start_lmtp(cls, name):
@@ -518,6 +543,119 @@ class WholeFarm(LabTestCase):
         self.assertFalse([s for s in where if s in refused], "a refused message was delivered")
         self.assertFalse([s for s in where if len(where[s]) > 1], "a message was delivered twice")
         self.assertEqual(len(found) - len([s for s in where if s in uncertain]), len(accepted))
+
+    def mailgrid(self, *args, check=True):
+        r = subprocess.run([binary("mailgrid"), "-c", self.admin_cf, *args], capture_output=True, text=True, timeout=600)
+        if check and r.returncode != 0:
+            self.fail(f"mailgrid {' '.join(args)}: exit {r.returncode}: {r.stderr}")
+        return r
+
+    def stream_during(self, rcpt, token, action, count=120):
+        """Sends count messages to rcpt, alternating frontends, while
+        action runs; returns the subjects Postfix accepted."""
+        accepted, errors = [], []
+
+        def stream():
+            for n in range(count):
+                subject = f"{token} {n}"
+                try:
+                    self.send(n, rcpt, subject)
+                    accepted.append(subject)
+                except Exception as e:  # a 4xx at the door: not accepted
+                    errors.append(repr(e))
+                time.sleep(0.05)
+        t = threading.Thread(target=stream)
+        t.start()
+        time.sleep(1)
+        result = action()
+        t.join(300)
+        return accepted, errors, result
+
+    def test_7_admin_moves_a_maildir_user_during_a_stream(self):
+        """mailgrid user move while mail streams in at both frontends: the
+        frontends hold the user's mail (Postfix keeps it queued), the
+        Maildir is copied, maildrop flips, the hold is lifted; every
+        accepted message is in the new mailbox once and whole, nothing is
+        left on the old backend."""
+        i = 6
+        user, old, new = f"user{i:04d}", backend_of(i), "md02"
+        self.assertEqual(old, "md01")
+        token = f"amove{int(time.time())}"
+        for n in range(20):
+            self.send(n, f"{user}@example.com", f"{token} before {n}")
+        self.wait_delivered(20, token)
+        accepted, errors, r = self.stream_during(
+            f"{user}@example.com", token, lambda: self.mailgrid("user", "move", f"{user}@example.com", new))
+        self.assertIn(f"{user}@example.com moved from md01.example.com to md02.example.com", r.stdout)
+        type(self).moved[i] = new
+        self.assertFalse(errors, errors[:3])
+        self.wait_delivered(20 + len(accepted), token)
+        found = self.delivered_subjects(token)
+        subjects = [f for f in found]
+        self.assertTrue(all(whole for _, _, _, whole in subjects), "a message is not the one sent")
+        self.assertEqual(sorted(s for _, _, s, _ in subjects),
+                         sorted([f"{token} before {n}" for n in range(20)] + accepted), "lost or doubled")
+        self.assertEqual({(b, box) for b, box, _, _ in subjects}, {(new, f"user.{user}")})
+        self.assertFalse(os.path.exists(os.path.join(self.stores[old], "example.com", user[:2], user)))
+        show = json.loads(self.mailgrid("--json", "user", "show", f"{user}@example.com").stdout)
+        self.assertEqual(show["backend"], "md02.example.com")
+        self.assertEqual(show["maildrop"], [f"{user}@md02.example.com"])
+        self.assertEqual(self.redis.cli("SMEMBERS", "mailgrid:hold").strip(), "", "the hold was not lifted")
+
+    def test_8_admin_moves_a_cyrus_user_with_xfer(self):
+        """A Cyrus user moved with the Murder's XFER: the mailbox and its
+        mail are on the new backend, mail sent during the move arrives
+        there, and an IMAP login through either frontend's nginx reaches
+        the new backend."""
+        i = 4
+        user, old, new = f"user{i:04d}", backend_of(i), "cy02"
+        self.assertEqual(old, "cy01")
+        token = f"xmove{int(time.time())}"
+        for n in range(10):
+            self.send(n, f"{user}@example.com", f"{token} before {n}")
+        self.wait_delivered(10, token)
+        accepted, errors, r = self.stream_during(
+            f"{user}@example.com", token, lambda: self.mailgrid("user", "move", f"{user}@example.com", new), count=40)
+        type(self).moved[i] = new
+        self.assertFalse(errors, errors[:3])
+        self.wait_delivered(10 + len(accepted), token)
+        found = self.delivered_subjects(token)
+        self.assertEqual(sorted(s for _, _, s, _ in found),
+                         sorted([f"{token} before {n}" for n in range(10)] + accepted), "lost or doubled")
+        self.assertEqual({(b, box) for b, box, _, _ in found}, {(new, f"user.{user}")})
+        for fe in self.fronts:
+            m = imaplib.IMAP4(fe.address, 143)
+            m.login(user, f"pw-{user}")
+            typ, data = m.select("INBOX", readonly=True)
+            self.assertEqual(typ, "OK")
+            self.assertEqual(int(data[0]), 10 + len(accepted))
+            m.logout()
+        cy = imaplib.IMAP4(self.cyrus[new].host.address, 143)
+        cy.login("cyrus", "cyrusadminpw")
+        self.assertEqual(cy.select(f"user.{user}", readonly=True)[0], "OK")
+        cy.logout()
+
+    def test_9_admin_adds_a_cyrus_user_who_gets_mail_and_logs_in(self):
+        """mailgrid user add on a Cyrus backend: the entry (password
+        hashed {SSHA512}, which slapd checks), the mailbox made over IMAP
+        and known to the Murder; mail reaches it, and the user logs in
+        through nginx with the new password."""
+        r = subprocess.run([binary("mailgrid"), "-c", self.admin_cf, "user", "add", "fresh@example.com", "--backend",
+                            "cy02", "--quota", "100M", "--password-stdin"], input="fresh-pw\n", capture_output=True,
+                           text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        token = f"fresh{int(time.time())}"
+        self.send(0, "fresh@example.com", token)
+        self.send(1, "fresh@example.com", token + " again")
+
+        def inbox(fe):
+            m = imaplib.IMAP4(fe.address, 143)
+            m.login("fresh", "fresh-pw")
+            typ, data = m.select("INBOX", readonly=True)
+            m.logout()
+            return typ, int(data[0])
+        wait_for(lambda: inbox(self.fronts[0]) == ("OK", 2), 120, interval=2, what="mail for the new user")
+        self.assertEqual(inbox(self.fronts[1]), ("OK", 2))
 
 
 if __name__ == "__main__":

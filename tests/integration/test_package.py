@@ -13,7 +13,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import BUILD, LabTestCase, free_port, need, need_root, tcp_lookup, wait_port
 
-PROGRAMS = ["ldap_tablemap", "sasl_ldap_auth", "webmail_locator", "mupdate_bridge", "mailgrid_policy"]
+PROGRAMS = ["ldap_tablemap", "sasl_ldap_auth", "webmail_locator", "mupdate_bridge", "mailgrid_policy", "mailgrid"]
 # Run by Postfix (local(8) .forward, pipe(8)), not started by hand: not in /usr/sbin.
 LIBEXEC = ["maildir_deliver"]
 
