@@ -1066,19 +1066,19 @@ class Roundcube:
     """Debian's Roundcube served by PHP's built-in server, with its own
     configuration and SQLite database, talking IMAP to imap_host."""
 
-    def __init__(self, lab, imap_host):
+    def __init__(self, lab, imap_host, name="roundcube"):
         need("php", "/var/lib/roundcube/public_html/index.php")
         import shutil as _shutil
         import sqlite3
         self.port = free_port()
-        conf = lab.path("roundcube-config")
+        conf = lab.path(f"{name}-config")
         os.makedirs(conf, exist_ok=True)
         for f in ("defaults.inc.php", "mimetypes.php"):
             if os.path.exists(f"/etc/roundcube/{f}"):
                 _shutil.copy(f"/etc/roundcube/{f}", conf)
-        for d in ("rc-temp", "rc-logs"):
-            os.makedirs(lab.path(d), exist_ok=True)
-        db = lab.path("roundcube.db")
+        for d in ("temp", "logs"):
+            os.makedirs(lab.path(f"{name}-{d}"), exist_ok=True)
+        db = lab.path(f"{name}.db")
         with sqlite3.connect(db) as c:
             c.executescript(open("/usr/share/roundcube/SQL/sqlite.initial.sql").read())
         with open(os.path.join(conf, "config.inc.php"), "w") as f:
@@ -1090,13 +1090,13 @@ $config['smtp_host'] = '';
 $config['des_key'] = 'mailgrid-test-des-key-24b';
 $config['plugins'] = [];
 $config['skin'] = 'elastic';
-$config['temp_dir'] = '{lab.path("rc-temp")}/';
-$config['log_dir'] = '{lab.path("rc-logs")}/';
+$config['temp_dir'] = '{lab.path(f"{name}-temp")}/';
+$config['log_dir'] = '{lab.path(f"{name}-logs")}/';
 $config['enable_installer'] = false;
 $config['product_name'] = 'mailgrid test webmail';
 $config['imap_cache'] = null;
 """)
-        self.proc = lab.spawn("roundcube", ["php", "-S", f"127.0.0.1:{self.port}", "-t",
+        self.proc = lab.spawn(name, ["php", "-S", f"127.0.0.1:{self.port}", "-t",
                                             "/var/lib/roundcube/public_html"],
                               env={"ROUNDCUBE_CONFIG_DIR": conf})
         wait_port(self.port)

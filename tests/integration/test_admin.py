@@ -297,6 +297,22 @@ admin_hold_settle = 0
         self.assertIn("only be finished", r.stderr)
         self.mg("user", "move", "undo@example.com", check=0)
 
+    def test_drain_moves_everyone_off_a_backend(self):
+        for n in range(3):
+            self.add(f"dr{n}@example.org", backend="md03")
+            self.make_messages(f"dr{n}@example.org", backend="md03", count=4)
+        plan = json.loads(self.mg("--json", "backend", "drain", "md03", "--dry-run", check=0).stdout)
+        self.assertEqual(sorted(p["address"] for p in plan), [f"dr{n}@example.org" for n in range(3)])
+        self.assertFalse({p["to"] for p in plan} & {"md03.example.com"})
+        r = self.mg("backend", "drain", "md03", "--parallel", "2", check=0)
+        self.assertIn("drained md03.example.com: 3 users moved, 0 failed", r.stdout)
+        users = json.loads(self.mg("--json", "user", "list", "--backend", "md03", check=0).stdout)
+        self.assertEqual(users, [])
+        for n in range(3):
+            got = json.loads(self.mg("--json", "user", "show", f"dr{n}@example.org", check=0).stdout)
+            self.assertNotEqual(got["backend"], "md03.example.com")
+            self.assertEqual(len([f for f in tree(got["maildir"]) if "/cur/" in "/" + f or "/new/" in "/" + f]), 5)
+
     def test_ldap_tablemap_defers_held_addresses(self):
         """The frontends' side of a hold: transport lookups of a held
         address answer retry:, and a new hold generation empties the

@@ -36,8 +36,8 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from farm import Farm  # noqa: E402
-from harness import (ADMIN_DN, ADMIN_PW, SUFFIX, Cyrus, LabTestCase, NginxMail, Postfix, Redis, Slapd, SmtpSink, binary,  # noqa: E402
-                     start_tablemap, wait_for, wait_port)
+from harness import (ADMIN_DN, ADMIN_PW, BUILD, SUFFIX, Cyrus, LabTestCase, NginxMail, Postfix, Redis,  # noqa: E402
+                     Roundcube, Slapd, SmtpSink, WebDriver, binary, need, start_tablemap, wait_for, wait_port)
 
 USERS = int(os.environ.get("MAILGRID_FARM_USERS", "1000"))
 CYRUS = ["cy01", "cy02"]
@@ -602,11 +602,11 @@ class WholeFarm(LabTestCase):
         self.assertEqual(show["maildrop"], [f"{user}@md02.example.com"])
         self.assertEqual(self.redis.cli("SMEMBERS", "mailgrid:hold").strip(), "", "the hold was not lifted")
 
-    def test_8_admin_moves_a_cyrus_user_with_xfer(self):
-        """A Cyrus user moved with the Murder's XFER: the mailbox and its
-        mail are on the new backend, mail sent during the move arrives
-        there, and an IMAP login through either frontend's nginx reaches
-        the new backend."""
+    def test_8_admin_moves_a_cyrus_user(self):
+        """A Cyrus user moved (XFER, or where these Cyrus backends refuse
+        it, an IMAP copy): the mailbox and its mail are on the new backend,
+        mail sent during the move arrives there, and an IMAP login through
+        either frontend's nginx reaches the new backend."""
         i = 4
         user, old, new = f"user{i:04d}", backend_of(i), "cy02"
         self.assertEqual(old, "cy01")
@@ -614,6 +614,10 @@ class WholeFarm(LabTestCase):
         for n in range(10):
             self.send(n, f"{user}@example.com", f"{token} before {n}")
         self.wait_delivered(10, token)
+        cy = imaplib.IMAP4(self.cyrus[old].host.address, 143)
+        cy.login("cyrus", "cyrusadminpw")
+        before = int(cy.select(f"user.{user}", readonly=True)[1][0])  # earlier tests' mail too
+        cy.logout()
         accepted, errors, r = self.stream_during(
             f"{user}@example.com", token, lambda: self.mailgrid("user", "move", f"{user}@example.com", new), count=40)
         type(self).moved[i] = new
@@ -628,7 +632,7 @@ class WholeFarm(LabTestCase):
             m.login(user, f"pw-{user}")
             typ, data = m.select("INBOX", readonly=True)
             self.assertEqual(typ, "OK")
-            self.assertEqual(int(data[0]), 10 + len(accepted))
+            self.assertEqual(int(data[0]), before + len(accepted))
             m.logout()
         cy = imaplib.IMAP4(self.cyrus[new].host.address, 143)
         cy.login("cyrus", "cyrusadminpw")
@@ -656,6 +660,33 @@ class WholeFarm(LabTestCase):
             return typ, int(data[0])
         wait_for(lambda: inbox(self.fronts[0]) == ("OK", 2), 120, interval=2, what="mail for the new user")
         self.assertEqual(inbox(self.fronts[1]), ("OK", 2))
+
+    def test_3b_roundcube_shows_each_user_their_mail(self):
+        """Roundcube, unchanged, pointed at each frontend's nginx: two
+        users on two Cyrus backends log in in a real browser and each
+        sees their own new message and not the other's."""
+        need("chromedriver", "php")
+        token = f"webmail{int(time.time())}"
+        users = {0: "user0000", 1: "user0001"}  # cy01, cy02
+        for i, u in users.items():
+            self.send(i, f"{u}@example.com", f"{token} for {u}")
+        self.wait_delivered(2, token)
+        browser = WebDriver(self.lab)
+        artifacts = os.path.join(BUILD, "test-artifacts")
+        os.makedirs(artifacts, exist_ok=True)
+        for k, fe in enumerate(self.fronts):
+            rc = Roundcube(self.lab, f"{fe.address}:143", name=f"{fe.name}-roundcube")
+            for i, u in users.items():
+                browser.delete_cookies()
+                browser.get(rc.url)
+                browser.type("#rcmloginuser", u)
+                browser.type("#rcmloginpwd", f"pw-{u}")
+                browser.click("#rcmloginsubmit")
+                browser.find("#messagelist tbody tr", timeout=30)
+                wait_for(lambda u=u: f"{token} for {u}" in browser.page_text(), 30, what=f"{u}'s message")
+                other = users[1 - i]
+                self.assertNotIn(f"{token} for {other}", browser.page_text())
+                browser.screenshot(os.path.join(artifacts, f"farm-webmail-{fe.name}-{u}.png"))
 
 
 if __name__ == "__main__":
