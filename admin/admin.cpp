@@ -44,7 +44,7 @@ const std::vector<ParamSpec>& admin_params() {
             {"admin_cyrus_password", "", "its password (better: admin_cyrus_password_file)"},
             {"admin_cyrus_password_file", "", "file holding that password"},
             {"admin_cyrus_mailbox", "user.%u", "a user's Cyrus mailbox (%u %d %s of the address)"},
-            {"admin_timeout", "30s", "deadline of each backend operation"},
+            {"admin_backend_timeout", "30s", "deadline of each backend (IMAP) operation"},
             {"admin_attic_days", "30", "days a removed user's mail stays in the attic"},
             {"admin_state_dir", "/var/lib/mailgrid/moves", "where unfinished moves are recorded"},
             {"admin_hold_settle", "2s", "wait after every frontend holds a user's mail, for deliveries in flight"},
@@ -129,7 +129,7 @@ Admin::Admin(const SuiteConfig& config) : config_(config) {
     if (placement != "fewest_users" && placement != "most_free" && placement != "weighted")
         config_.fail("admin_placement", "expected fewest_users, most_free or weighted");
     if (!parse_size(config_.get("admin_default_quota"))) config_.fail("admin_default_quota", "not a size");
-    (void)config_.get_duration("admin_timeout");
+    (void)config_.get_duration("admin_backend_timeout");
     (void)config_.get_int("admin_attic_days", 0, 100000);
     (void)config_.get_int("admin_import_window", 1, 10000);
 }
@@ -282,7 +282,7 @@ bool Admin::backend_up(const Backend& b, std::string* why) {
         return true;
     }
     ImapSession s;
-    return s.open(b.imap_host, b.imap_port, cyrus_admin(), cyrus_password(), config_.get_duration("admin_timeout"), why);
+    return s.open(b.imap_host, b.imap_port, cyrus_admin(), cyrus_password(), config_.get_duration("admin_backend_timeout"), why);
 }
 
 Placement Admin::place(const std::string& requested, const std::map<std::string, BackendUsage>& usage) const {
@@ -421,7 +421,7 @@ void Admin::create_mailbox(const Backend& b, std::string_view address, std::uint
         return;
     }
     ImapSession s;
-    if (!s.open(b.imap_host, b.imap_port, cyrus_admin(), cyrus_password(), config_.get_duration("admin_timeout"), &why))
+    if (!s.open(b.imap_host, b.imap_port, cyrus_admin(), cyrus_password(), config_.get_duration("admin_backend_timeout"), &why))
         throw Failure(EX_UNAVAILABLE, b.name + ": " + why);
     auto box = cyrus_mailbox(address);
     auto r = s.run("CREATE", {box});
@@ -537,7 +537,7 @@ std::string Admin::remove_user(std::string_view address, bool purge) {
         return "mailbox kept in " + dest + " for " + config_.get("admin_attic_days") + " days";
     }
     ImapSession s;
-    if (!s.open(b.imap_host, b.imap_port, cyrus_admin(), cyrus_password(), config_.get_duration("admin_timeout"), &why))
+    if (!s.open(b.imap_host, b.imap_port, cyrus_admin(), cyrus_password(), config_.get_duration("admin_backend_timeout"), &why))
         throw Failure(EX_UNAVAILABLE, "entry removed, but backend " + b.name + " is down: " + why);
     auto box = cyrus_mailbox(u.address);
     s.run("SETACL", {box, cyrus_admin(), "lrswipkxtecda"});
@@ -563,7 +563,7 @@ void Admin::set_quota(std::string_view address, std::uint64_t quota) {
         ImapSession s;
         std::string why;
         if (s.open(u.backend->imap_host, u.backend->imap_port, cyrus_admin(), cyrus_password(),
-                   config_.get_duration("admin_timeout"), &why)) {
+                   config_.get_duration("admin_backend_timeout"), &why)) {
             std::string limit = quota ? "(STORAGE " + std::to_string((quota + 1023) / 1024) + ")" : "()";
             auto q = s.run("SETQUOTA", {cyrus_mailbox(u.address)}, limit);
             if (!q.ok) throw Failure(EX_UNAVAILABLE, u.backend->name + ": SETQUOTA: " + q.text);

@@ -62,7 +62,7 @@ public:
     Session(Admin& admin, const Backend& b) : b_(b) {
         std::string why;
         if (!s_.open(b.imap_host, b.imap_port, admin.cyrus_admin(), admin.cyrus_password(),
-                     admin.config().get_duration("admin_timeout"), &why))
+                     admin.config().get_duration("admin_backend_timeout"), &why))
             throw Failure(EX_UNAVAILABLE, b.name + ": " + why);
     }
     ImapResult must(std::string_view cmd, const std::vector<std::string>& args, std::string_view list = {}) {

@@ -191,32 +191,34 @@ ImportReport import_users(Admin& admin, const std::string& path, bool dry_run, b
     entries.reserve(plan.size());
     for (const auto& p : plan) entries.push_back(p.entry);
     std::vector<WriteResult> written(plan.size());
+    // Each mailbox is made as soon as its entry is in: the Maildirs are
+    // made while the directory is still writing the next entries.
     std::size_t done = 0;
     auto last = Clock::time_point{};
+    std::vector<std::size_t> undo;
     admin.directory().add_many(entries, static_cast<int>(admin.config().get_int("admin_import_window", 1, 10000)),
                                [&](std::size_t i, const WriteResult& r) {
-                                   written[i] = r;
-                                   progress(show, "directory", ++done, plan.size(), last);
+                                   progress(show, "importing", ++done, plan.size(), last);
+                                   if (!r.ok()) {
+                                       rep.errors.push_back(plan[i].address + ": " + r.error);
+                                       ++rep.failed;
+                                       return;
+                                   }
+                                   try {
+                                       admin.create_mailbox(*plan[i].backend, plan[i].address, plan[i].quota);
+                                       ++rep.added;
+                                       ++rep.per_backend[plan[i].backend->name];
+                                   } catch (const Failure& f) {
+                                       rep.errors.push_back(plan[i].address + ": " + f.what());
+                                       undo.push_back(i);
+                                   }
                                });
-    done = 0;
-    last = {};
-    for (std::size_t i = 0; i < plan.size(); ++i) {
-        progress(show, "mailboxes", ++done, plan.size(), last);
-        if (!written[i].ok()) {
-            rep.errors.push_back(plan[i].address + ": " + written[i].error);
-            ++rep.failed;
-            continue;
-        }
-        try {
-            admin.create_mailbox(*plan[i].backend, plan[i].address, plan[i].quota);
-            ++rep.added;
-            ++rep.per_backend[plan[i].backend->name];
-        } catch (const Failure& f) {
-            auto undo = admin.directory().remove(plan[i].entry.dn);
-            rep.errors.push_back(plan[i].address + ": " + f.what() +
-                                 (undo.ok() ? "; entry taken back" : "; taking back the entry failed: " + undo.error));
-            ++rep.failed;
-        }
+    // Entries whose mailbox could not be made are taken back, once the
+    // adds in flight are all answered.
+    for (std::size_t i : undo) {
+        auto r = admin.directory().remove(plan[i].entry.dn);
+        rep.errors.push_back(plan[i].address + (r.ok() ? ": entry taken back" : ": taking back the entry failed: " + r.error));
+        ++rep.failed;
     }
     rep.seconds = std::chrono::duration<double>(Clock::now() - start).count();
     log::info("import of %s: %zu added, %zu failed, %.1f s", path.c_str(), rep.added, rep.failed, rep.seconds);

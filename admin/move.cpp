@@ -155,6 +155,7 @@ CopyStats copy_missing(const std::string& from, const std::string& to, bool show
             bar.update(s.bytes, s.files);
         }
     }
+    if (sums.empty()) return s;
     if (!sync_filesystem(to, &why)) throw Failure(EX_IOERR, why);
     for (const auto& [path, sha] : sums) {
         std::string back;
