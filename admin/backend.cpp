@@ -19,15 +19,10 @@ namespace {
 
 std::string err(const std::string& what) { return what + ": " + std::strerror(errno); }
 
-// "name=value, ..." of a parameter as pairs.
+// Backend names compare case-insensitively (they are host names).
 std::vector<std::pair<std::string, std::string>> pairs(const SuiteConfig& c, std::string_view param) {
-    std::vector<std::pair<std::string, std::string>> out;
-    for (const auto& item : c.get_list(param)) {
-        auto eq = item.find('=');
-        if (eq == std::string::npos || eq == 0 || eq + 1 == item.size())
-            c.fail(param, "expected name=value, got \"" + item + "\"");
-        out.emplace_back(to_lower(item.substr(0, eq)), item.substr(eq + 1));
-    }
+    auto out = c.get_pairs(param);
+    for (auto& p : out) p.first = to_lower(p.first);
     return out;
 }
 

@@ -20,43 +20,6 @@ namespace mailgrid::admin {
 
 namespace {
 
-// Tokens of an IMAP response line: atoms, quoted strings (unquoted), and
-// parenthesised lists (kept whole, parentheses included).
-std::vector<std::string> tokens(std::string_view s) {
-    std::vector<std::string> out;
-    std::size_t i = 0;
-    while (i < s.size()) {
-        if (s[i] == ' ') {
-            ++i;
-            continue;
-        }
-        if (s[i] == '"') {
-            std::string t;
-            ++i;
-            while (i < s.size() && s[i] != '"') {
-                if (s[i] == '\\' && i + 1 < s.size()) ++i;
-                t += s[i++];
-            }
-            ++i;
-            out.push_back(t);
-        } else if (s[i] == '(') {
-            int depth = 0;
-            std::size_t start = i;
-            do {
-                if (s[i] == '(') ++depth;
-                else if (s[i] == ')') --depth;
-                ++i;
-            } while (i < s.size() && depth > 0);
-            out.emplace_back(s.substr(start, i - start));
-        } else {
-            std::size_t start = i;
-            while (i < s.size() && s[i] != ' ') ++i;
-            out.emplace_back(s.substr(start, i - start));
-        }
-    }
-    return out;
-}
-
 class Session {
 public:
     Session(Admin& admin, const Backend& b) : b_(b) {
@@ -92,7 +55,7 @@ public:
             for (const auto& u : r.untagged) {
                 if (u.text.rfind("LIST ", 0) != 0) continue;
                 auto lits = imap::literals(u.raw);
-                auto t = tokens(std::string_view(u.text).substr(5));
+                auto t = imap::tokens(std::string_view(u.text).substr(5));
                 if (!lits.empty()) out.emplace_back(lits.back());
                 else if (t.size() >= 3) out.push_back(t[2]);
             }
@@ -217,7 +180,7 @@ CyrusMoveResult cyrus_move(Admin& admin, const Backend& from, const Backend& to,
         for (const auto& u : qr.untagged) {
             auto pos = u.text.find("STORAGE ");
             if (u.text.rfind("QUOTA ", 0) == 0 && pos != std::string::npos) {
-                auto t = tokens(std::string_view(u.text).substr(pos + 8));
+                auto t = imap::tokens(std::string_view(u.text).substr(pos + 8));
                 if (t.size() >= 2) quota = t[1];
             }
         }
@@ -229,7 +192,7 @@ CyrusMoveResult cyrus_move(Admin& admin, const Backend& from, const Backend& to,
             auto ar = src.must("GETACL", {box});
             for (const auto& u : ar.untagged)
                 if (u.text.rfind("ACL ", 0) == 0) {
-                    auto t = tokens(std::string_view(u.text).substr(4));
+                    auto t = imap::tokens(std::string_view(u.text).substr(4));
                     for (std::size_t i = 1; i + 1 < t.size(); i += 2) acl += t[i] + " " + t[i + 1] + " ";
                 }
             manifest += hex(box) + "\t" + acl + "\n";

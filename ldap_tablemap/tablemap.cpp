@@ -35,12 +35,7 @@ const std::vector<ParamSpec>& tablemap_params() {
 namespace {
 std::map<std::string, std::string> pairs(const SuiteConfig& c, const std::string& param) {
     std::map<std::string, std::string> out;
-    for (const auto& item : c.get_list(param)) {
-        auto eq = item.find('=');
-        if (eq == std::string::npos || eq == 0 || eq + 1 == item.size())
-            c.fail(param, "expected name=value, got \"" + item + "\"");
-        out[item.substr(0, eq)] = item.substr(eq + 1);
-    }
+    for (auto& [name, value] : c.get_pairs(param)) out[name] = value;  // the last of a name wins
     return out;
 }
 }  // namespace

@@ -132,6 +132,17 @@ std::uint64_t SuiteConfig::get_size(std::string_view name) const {
 
 std::vector<std::string> SuiteConfig::get_list(std::string_view name) const { return split_list(get(name)); }
 
+std::vector<std::pair<std::string, std::string>> SuiteConfig::get_pairs(std::string_view name) const {
+    std::vector<std::pair<std::string, std::string>> out;
+    for (const auto& item : get_list(name)) {
+        auto eq = item.find('=');
+        if (eq == std::string::npos || eq == 0 || eq + 1 == item.size())
+            fail(name, "expected name=value, got \"" + item + "\"");
+        out.emplace_back(item.substr(0, eq), item.substr(eq + 1));
+    }
+    return out;
+}
+
 std::vector<std::string> SuiteConfig::unknown(const std::vector<std::string>& foreign) const {
     std::vector<std::string> out;
     auto check = [&](const std::string& name, const std::string& where_) {

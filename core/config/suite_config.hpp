@@ -45,6 +45,9 @@ public:
     std::chrono::microseconds get_duration_us(std::string_view name, char default_unit = 's') const;
     std::uint64_t get_size(std::string_view name) const;
     std::vector<std::string> get_list(std::string_view name) const;
+    // "name=value, ..." as pairs in the order written; a malformed item
+    // fails (ConfigError naming the parameter).
+    std::vector<std::pair<std::string, std::string>> get_pairs(std::string_view name) const;
 
     // "mailgrid.cf, line 12" or "-o cache_ttl" for messages.
     std::string where(std::string_view name) const;

@@ -78,6 +78,41 @@ Parse next_response(std::string_view buffer, Response& out) {
     return Parse::Complete;
 }
 
+std::vector<std::string> tokens(std::string_view s) {
+    std::vector<std::string> out;
+    std::size_t i = 0;
+    while (i < s.size()) {
+        if (s[i] == ' ') {
+            ++i;
+            continue;
+        }
+        if (s[i] == '"') {
+            std::string t;
+            ++i;
+            while (i < s.size() && s[i] != '"') {
+                if (s[i] == '\\' && i + 1 < s.size()) ++i;
+                t += s[i++];
+            }
+            ++i;
+            out.push_back(t);
+        } else if (s[i] == '(') {
+            int depth = 0;
+            std::size_t start = i;
+            do {
+                if (s[i] == '(') ++depth;
+                else if (s[i] == ')') --depth;
+                ++i;
+            } while (i < s.size() && depth > 0);
+            out.emplace_back(s.substr(start, i - start));
+        } else {
+            std::size_t start = i;
+            while (i < s.size() && s[i] != ' ') ++i;
+            out.emplace_back(s.substr(start, i - start));
+        }
+    }
+    return out;
+}
+
 std::vector<std::string_view> literals(std::string_view raw) {
     std::vector<std::string_view> out;
     std::size_t pos = 0;

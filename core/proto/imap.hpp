@@ -33,6 +33,10 @@ Parse next_response(std::string_view buffer, Response& out);
 // quoted string; nullopt if it needs a literal (CR, LF, NUL, 8-bit).
 std::optional<std::string> quote(std::string_view arg);
 
+// The words of a response line: atoms, quoted strings (unquoted) and
+// parenthesised lists (kept whole, parentheses included).
+std::vector<std::string> tokens(std::string_view line);
+
 // The literals of a response ({n}CRLF + n bytes), in order.
 std::vector<std::string_view> literals(std::string_view raw);
 

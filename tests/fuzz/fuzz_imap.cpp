@@ -168,6 +168,16 @@ void check_command(std::string_view input) {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     std::string_view input = fuzz::as_view(data, size);
 
+    // tokens(): every word is a piece of the line (quoted strings are
+    // shorter once unquoted), and there are no more words than bytes.
+    {
+        auto words = imap::tokens(input);
+        FUZZ_CHECK(words.size() <= input.size());
+        std::size_t total = 0;
+        for (const auto& w : words) total += w.size();
+        FUZZ_CHECK(total <= input.size());
+    }
+
     std::vector<Seen> whole;
     std::string_view rest = input;
     auto end_whole = drain(rest, whole, true);

@@ -533,3 +533,16 @@ TEST_CASE("JsonObject and json_array") {
     CHECK(json_array({"1"}) == "[1]");
     CHECK(json_array({"1", "\"two\"", "{}", "[]"}) == "[1,\"two\",{},[]]");
 }
+
+TEST_CASE("imap::tokens splits a response line into atoms, quoted strings and lists") {
+    auto t = mailgrid::imap::tokens("LIST (\\HasNoChildren) \".\" \"user.a b\" x");
+    REQUIRE(t.size() == 5);
+    CHECK(t[0] == "LIST");
+    CHECK(t[1] == "(\\HasNoChildren)");
+    CHECK(t[2] == ".");
+    CHECK(t[3] == "user.a b");
+    CHECK(t[4] == "x");
+    CHECK(mailgrid::imap::tokens("QUOTA user.a (STORAGE 10 (x) 100)")[2] == "(STORAGE 10 (x) 100)");
+    CHECK(mailgrid::imap::tokens("\"esc\\\"aped\"")[0] == "esc\"aped");
+    CHECK(mailgrid::imap::tokens("  ").empty());
+}
