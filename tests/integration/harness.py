@@ -887,7 +887,8 @@ EVENTS {{
     def stop(self):
         pidfile = os.path.join(self.dir, "master.pid")
         try:
-            pid = int(open(pidfile).read().split()[0])
+            with open(pidfile) as f:
+                pid = int(f.read().split()[0])
         except (OSError, ValueError):
             return
         with contextlib.suppress(ProcessLookupError):
@@ -971,7 +972,8 @@ mail {{
 
     def stop(self):
         try:
-            pid = int(open(os.path.join(self.dir, "nginx.pid")).read())
+            with open(os.path.join(self.dir, "nginx.pid")) as f:
+                pid = int(f.read())
         except (OSError, ValueError):
             return
         with contextlib.suppress(ProcessLookupError):

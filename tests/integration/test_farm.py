@@ -28,6 +28,7 @@ import poplib
 import re
 import shutil
 import smtplib
+import socket
 import subprocess
 import sys
 import threading
@@ -103,8 +104,9 @@ class WholeFarm(LabTestCase):
         # the frontends' webmail_locator reads it.
         run = lab.path("mup-run")
         os.makedirs(run)
-        lab.spawn("mup-sasl", [binary("sasl_ldap_auth"), "-a", "ldap", "-O", sasl_conf, "-m", run, "-d"], host=mup)
-        wait_for(lambda: os.path.exists(run + "/mux"), 10, what="the mux socket")
+        cls.sasl, cls.sasl_args, cls.sasl_hosts = {}, {}, {"mup": mup}
+        cls.sasl_args["mup"] = [binary("sasl_ldap_auth"), "-a", "ldap", "-O", sasl_conf, "-m", run, "-d"]
+        cls.sasl["mup"] = cls.start_sasl("mup")
         cls.murder_store = "redis://redis.example.com:6379/1"
         bridge_cf = lab.write("mupdate.cf", f"mupdate_listen = 0.0.0.0:3905\nmupdate_servername = {mup.fqdn}\n"
                                             f"mupdate_store = {cls.murder_store}\n"
@@ -118,9 +120,10 @@ class WholeFarm(LabTestCase):
             host = cls.backs[name]
             run = lab.path(f"{name}-run")
             os.makedirs(run)
-            lab.spawn(f"{name}-sasl", [binary("sasl_ldap_auth"), "-a", "ldap", "-O", sasl_conf, "-m", run, "-d",
-                                       "-c", "-t", "600"], host=host)
-            wait_for(lambda r=run: os.path.exists(r + "/mux"), 10, what="the mux socket")
+            cls.sasl_args[name] = [binary("sasl_ldap_auth"), "-a", "ldap", "-O", sasl_conf, "-m", run, "-d",
+                                   "-c", "-t", "600"]
+            cls.sasl_hosts[name] = host
+            cls.sasl[name] = cls.start_sasl(name)
             cls.cyrus[name] = Cyrus(lab, name, saslauthd_path=run + "/mux", servername=f"{name}.example.com",
                                     host=host, ports=(143, 110, 24), prefork=2,
                                     extra={"lmtp_fuzzy_mailbox_match": "yes", "mupdate_server": f"{mup.fqdn}:3905",
@@ -186,7 +189,7 @@ class WholeFarm(LabTestCase):
         cls.tablemap_args = ["--table", f"virtual={virtual}", "--table", f"transport={transport}",
                              "--socketmap", "127.0.0.1:10027", "-o", "redis_server=redis://redis.example.com:6379/0",
                              "-o", f"cache_ttl={CACHE_TTL}s"]
-        cls.tablemaps = {}
+        cls.tablemaps, cls.locators = {}, {}
         for k, fe in enumerate(cls.fronts):
             cls.tablemaps[fe.name] = cls.start_tablemap(fe)
             cls.postfix.append(Postfix(lab, name=f"{fe.name}-postfix", host=fe, smtpd_port=25, main_cf={
@@ -199,12 +202,12 @@ class WholeFarm(LabTestCase):
                 "lmtp_destination_recipient_limit": "50",
                 "mynetworks": f"127.0.0.0/8, {farm.subnet}.0/24",
             }))
-            lab.spawn(f"{fe.name}-locator", [
+            cls.locator_args = [
                 binary("webmail_locator"), "-f", "-c", "/dev/null", "--listen", "127.0.0.1:10080",
                 "-o", "locator_mech=ldap", "-o", f"locator_saslauthd_conf={sasl_conf}",
                 "-o", f"locator_sources=murder=mupdate:{cls.murder_store}, maildrop={locate}",
-                "-o", "redis_server=redis://redis.example.com:6379/0"],
-                host=fe)
+                "-o", "redis_server=redis://redis.example.com:6379/0"]
+            cls.locators[fe.name] = cls.start_locator(fe)
             cls.nginx.append(NginxMail(lab, "127.0.0.1:10080/auth", name=f"{fe.name}-nginx", host=fe,
                                        ports=(143, 110)))
 
@@ -230,6 +233,24 @@ class WholeFarm(LabTestCase):
             wait_port(24, 15, host=host.address)
         except AssertionError:
             raise AssertionError(f"maildir_deliver on {name} did not start: {p.stderr()}")
+        return p
+
+    @classmethod
+    def start_sasl(cls, name):
+        mux = cls.sasl_args[name][cls.sasl_args[name].index("-m") + 1] + "/mux"
+        p = cls.lab.spawn(f"{name}-sasl", cls.sasl_args[name], host=cls.sasl_hosts[name])
+
+        def listening():  # a socket left by a killed daemon is there but refuses
+            with socket.socket(socket.AF_UNIX) as s:
+                return s.connect_ex(mux) == 0
+        wait_for(listening, 10, what=f"sasl_ldap_auth's socket on {name}")
+        return p
+
+    @classmethod
+    def start_locator(cls, fe):
+        p = cls.lab.spawn(f"{fe.name}-locator", cls.locator_args, host=fe)
+        wait_for(lambda: fe.run(["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/10080"], capture_output=True).returncode == 0,
+                 10, what=f"webmail_locator on {fe.name}")
         return p
 
     @classmethod
@@ -433,8 +454,8 @@ class WholeFarm(LabTestCase):
     def test_6_faults_during_a_stream_lose_nothing(self):
         """A stream of 10,000 messages at both frontends while slapd and
         Redis stop, a Cyrus backend drops off the network, and ldap_tablemap,
-        maildir_deliver and mupdate_bridge are killed with -9, one after
-        another: every message a frontend accepted ends up exactly once,
+        maildir_deliver, mupdate_bridge, sasl_ldap_auth and webmail_locator
+        are killed with -9, one after another: every message a frontend accepted ends up exactly once,
         whole, in its user's mailbox on the right backend; what was refused
         (4xx) during a fault is nowhere; afterwards all mail is accepted."""
         total = int(os.environ.get("MAILGRID_FARM_STREAM", "10000"))
@@ -518,6 +539,14 @@ class WholeFarm(LabTestCase):
         cls.bridge.kill()
         time.sleep(1)
         cls.bridge = cls.start_bridge()
+        at(0.9)                      # and those on the login path
+        for name in ("cy01", "mup"):
+            cls.sasl[name].kill()
+        cls.locators[self.fronts[1].name].kill()
+        time.sleep(1)
+        for name in ("cy01", "mup"):
+            cls.sasl[name] = cls.start_sasl(name)
+        cls.locators[self.fronts[1].name] = cls.start_locator(self.fronts[1])
         sender.join(900)
         self.assertFalse(sender.is_alive())
         self.assertLess(len(refused | uncertain), total, f"nothing accepted: {reasons}")
@@ -543,6 +572,13 @@ class WholeFarm(LabTestCase):
         self.assertFalse([s for s in where if s in refused], "a refused message was delivered")
         self.assertFalse([s for s in where if len(where[s]) > 1], "a message was delivered twice")
         self.assertEqual(len(found) - len([s for s in where if s in uncertain]), len(accepted))
+        # Logins work again through both frontends, on both Cyrus backends.
+        for k, i in enumerate([12, 13, 16, 17]):
+            user = f"user{i:04d}"
+            m = imaplib.IMAP4(self.nginx[k % 2].host.address, 143)
+            m.login(user, f"pw-{user}")
+            self.assertEqual(m.select("INBOX", readonly=True)[0], "OK")
+            m.logout()
 
     def mailgrid(self, *args, check=True):
         r = subprocess.run([binary("mailgrid"), "-c", self.admin_cf, *args], capture_output=True, text=True, timeout=600)
