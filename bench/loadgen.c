@@ -28,6 +28,8 @@
  *
  * Login files have one "login<TAB>password" a line.
  *
+ * -h ADDRESS connects there instead of 127.0.0.1 (TCP modes).
+ *
  * -r RATE makes any mode open-loop: requests are due at RATE per second in
  * all (at most -c in flight), and latency counts from when each was due.
  *
@@ -35,6 +37,7 @@
  * p50_us=... p99_us=... p999_us=... found=... notfound=... errors=...
  */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <errno.h>
 #include <signal.h>
 #include <ldap.h>
@@ -75,7 +78,10 @@ static double now(void) {
 static int dial(void) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
-    a.sin_addr.s_addr = htonl(0x7f000001);
+    if (inet_pton(AF_INET, host, &a.sin_addr) != 1) {
+        fprintf(stderr, "loadgen: -h %s: not an IPv4 address\n", host);
+        exit(1);
+    }
     if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
         perror("connect");
         exit(1);
