@@ -7,6 +7,7 @@
 
 #include "follow.hpp"
 #include "log/log.hpp"
+#include "util/secure.hpp"
 #include "publish.hpp"
 #include "util/strings.hpp"
 
@@ -218,8 +219,13 @@ awaitable<bool> Bridge::start() {
     mechs_tls_ = sasl_->mechanisms(true);
     mechs_plain_ = plaintext_auth_ ? mechs_tls_ : sasl_->mechanisms(false);
     if (mechs_tls_.empty()) log::warning("libsasl2 offers no mechanism: check mupdate_sasl_mech_list and its plugins");
-    login_cache_key_.resize(32);
-    RAND_bytes(reinterpret_cast<unsigned char*>(login_cache_key_.data()), 32);
+    std::string key(32, '\0');
+    if (RAND_bytes(reinterpret_cast<unsigned char*>(key.data()), 32) != 1) {
+        log::error("RAND_bytes failed: cannot key the login cache");
+        co_return false;
+    }
+    login_cache_mac_.emplace(key);
+    secure_wipe(key);
 
     store_->watch(
         [this](std::vector<Change> changes) {

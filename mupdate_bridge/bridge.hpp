@@ -22,6 +22,7 @@
 
 #include "config/suite_config.hpp"
 #include "location/store.hpp"
+#include "util/hmac.hpp"
 #include "metrics/metrics.hpp"
 #include "net/server.hpp"
 #include "policy.hpp"
@@ -148,7 +149,7 @@ private:
         std::chrono::steady_clock::time_point expires;
     };
     std::map<std::string, CachedLogin> login_cache_;
-    std::string login_cache_key_;
+    std::optional<HmacSha256> login_cache_mac_;  // keys login_cache_ by the PLAIN credentials
 
     std::unique_ptr<Publisher> publisher_;
     std::unique_ptr<Upstream> upstream_;

@@ -6,7 +6,6 @@
 // one commit and their answers one write. A read after a write waits for
 // that write to be stored, so it never reports something that may still be
 // refused.
-#include <openssl/hmac.h>
 
 #include "bridge.hpp"
 #include "log/log.hpp"
@@ -368,11 +367,7 @@ awaitable<bool> Bridge::authenticate(Session& s, const mupdate::Line& line, Outp
     // libsasl2: a backend opens one connection per mailbox operation.
     std::string cache_key;
     if (mech == "PLAIN" && initial && auth_cache_ttl_.count() > 0) {
-        unsigned char mac[EVP_MAX_MD_SIZE];
-        unsigned len = 0;
-        HMAC(EVP_sha256(), login_cache_key_.data(), static_cast<int>(login_cache_key_.size()),
-             reinterpret_cast<const unsigned char*>(initial->data()), initial->size(), mac, &len);
-        cache_key.assign(reinterpret_cast<const char*>(mac), len);
+        cache_key = login_cache_mac_->digest(*initial);
         auto it = login_cache_.find(cache_key);
         if (it != login_cache_.end() && it->second.expires > std::chrono::steady_clock::now()) {
             const Writer* w = find_identity(identities_, it->second.identity);

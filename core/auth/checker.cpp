@@ -1,7 +1,5 @@
 #include "auth/checker.hpp"
 
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/rand.h>
 
 #include "auth/password.hpp"
@@ -47,12 +45,14 @@ PasswordChecker::PasswordChecker(SaslauthdConf conf, std::shared_ptr<Directory> 
       throttle_(options_.throttle),
       cache_(options_.cache_size),
       dns_(options_.dn_cache_ttl.count() > 0 ? options_.cache_size : 0) {
-    secret_ = options_.cache_secret;
-    if (secret_.empty()) {
-        secret_.resize(32);
-        if (RAND_bytes(reinterpret_cast<unsigned char*>(secret_.data()), 32) != 1)
+    std::string secret = options_.cache_secret;
+    if (secret.empty()) {
+        secret.resize(32);
+        if (RAND_bytes(reinterpret_cast<unsigned char*>(secret.data()), 32) != 1)
             throw std::runtime_error("RAND_bytes failed");
     }
+    cache_mac_.emplace(secret);
+    secure_wipe(secret);
     timeout_ = std::chrono::milliseconds(std::max(1, conf_.server.timeout_seconds) * 1000);
     if (metrics) {
         const char* h = "Password checks by result";
@@ -66,25 +66,16 @@ PasswordChecker::PasswordChecker(SaslauthdConf conf, std::shared_ptr<Directory> 
 }
 
 std::string PasswordChecker::cache_key(const std::string& user, const std::string& realm, const std::string& service,
-                                       const std::string& password) const {
+                                       const std::string& password) {
     std::string msg;
     msg.reserve(user.size() + realm.size() + service.size() + password.size() + 3);
     msg.append(user).push_back('\0');
     msg.append(realm).push_back('\0');
     msg.append(service).push_back('\0');
     msg.append(password);
-    unsigned char mac[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    HMAC(EVP_sha256(), secret_.data(), static_cast<int>(secret_.size()),
-         reinterpret_cast<const unsigned char*>(msg.data()), msg.size(), mac, &len);
+    std::string key = cache_mac_->hex_digest(msg);
     secure_wipe(msg);
-    static const char hex[] = "0123456789abcdef";
-    std::string out;
-    for (unsigned i = 0; i < len; ++i) {
-        out.push_back(hex[mac[i] >> 4]);
-        out.push_back(hex[mac[i] & 15]);
-    }
-    return out;
+    return key;
 }
 
 namespace {

@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "auth/throttle.hpp"
@@ -20,6 +21,7 @@
 #include "config/saslauthd_conf.hpp"
 #include "directory/directory.hpp"
 #include "metrics/metrics.hpp"
+#include "util/hmac.hpp"
 
 namespace mailgrid {
 
@@ -78,7 +80,7 @@ private:
     awaitable<AuthResult> group_check(const std::string& user, const std::string& realm, const std::string& service,
                                       const std::string& dn);
     std::string cache_key(const std::string& user, const std::string& realm, const std::string& service,
-                          const std::string& password) const;
+                          const std::string& password);
     void count(const AuthResult& r, const std::string& who, const AuthRequest& req);
     awaitable<std::string> blocked(const std::string& account, const std::string& source);
     void record_failure(const std::string& account, const std::string& source);
@@ -93,7 +95,7 @@ private:
     Throttle throttle_;
     LruCache<bool> cache_;
     LruCache<std::string> dns_;
-    std::string secret_;
+    std::optional<HmacSha256> cache_mac_;  // keys the cache entries by user, password and service
     std::chrono::milliseconds timeout_;
 
     Counter *m_ok_ = nullptr, *m_no_ = nullptr, *m_tempfail_ = nullptr, *m_throttled_ = nullptr;

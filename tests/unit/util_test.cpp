@@ -4,6 +4,7 @@
 #include "cache/lru_cache.hpp"
 #include "metrics/metrics.hpp"
 #include "util/base64.hpp"
+#include "util/hmac.hpp"
 #include "util/strings.hpp"
 
 using namespace mailgrid;
@@ -80,4 +81,18 @@ TEST_CASE("metrics exposition") {
     CHECK(text.find("lat_seconds_bucket{le=\"0.10000000000000001\"} 0") != std::string::npos);
     CHECK(text.find("lat_seconds_bucket{le=\"1\"} 1") != std::string::npos);
     CHECK(text.find("lat_seconds_count 1") != std::string::npos);
+}
+
+TEST_CASE("HmacSha256 gives RFC 4231's answers, again and again on one key") {
+    HmacSha256 jefe("Jefe");
+    const std::string expected = "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843";
+    CHECK(jefe.hex_digest("what do ya want for nothing?") == expected);
+    CHECK(jefe.hex_digest("something else") != expected);
+    CHECK(jefe.hex_digest("what do ya want for nothing?") == expected);  // the context starts over
+    CHECK(jefe.digest("what do ya want for nothing?").size() == 32);
+    // RFC 4231 test case 6: a key longer than the block is hashed first.
+    HmacSha256 long_key(std::string(131, '\xaa'));
+    CHECK(long_key.hex_digest("Test Using Larger Than Block-Size Key - Hash Key First") ==
+          "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+    CHECK(HmacSha256("").hex_digest("").size() == 64);
 }
