@@ -125,6 +125,7 @@ int main(int argc, char** argv) {
         opt.unix_mode = static_cast<int>(std::strtol(mode_text.c_str(), nullptr, 8));
         auto fifth = config.get_duration("saslauth_fifth_field_wait");
         PasswordChecker* ck = checker.get();
+        opt.answer_at_once = [ck, fifth](std::string_view first) { return answer_mux_at_once(first, *ck, fifth); };
         server.listen(*ListenSpec::parse("unix:" + socket_path), opt,
                       [ck, fifth](Connection& c) { return serve_mux(c, *ck, fifth); });
         serve_metrics(server, config, "saslauth_metrics", metrics);

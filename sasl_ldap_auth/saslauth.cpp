@@ -29,6 +29,35 @@ const std::vector<ParamSpec>& saslauth_params() {
     return specs;
 }
 
+namespace {
+AuthRequest take_request(saslauthd::Parsed& p) {
+    AuthRequest req;
+    req.login = std::move(p.request.login);
+    req.password = std::move(p.request.password);
+    req.service = std::move(p.request.service);
+    req.realm = std::move(p.request.realm);
+    req.client_addr = std::move(p.request.client_addr);
+    return req;
+}
+}  // namespace
+
+std::optional<std::string> answer_mux_at_once(std::string_view first_read, PasswordChecker& checker,
+                                              std::chrono::milliseconds fifth_wait) {
+    auto p = saslauthd::parse(first_read);
+    // Only a request that is all there is: a fifth field still on its way
+    // or more bytes behind it go through serve_mux.
+    bool whole = p.state == saslauthd::Parsed::State::Five ||
+                 (p.state == saslauthd::Parsed::State::Four && fifth_wait.count() == 0);
+    std::optional<std::string> reply;
+    if (whole && p.consumed == first_read.size()) {
+        AuthRequest req = take_request(p);
+        if (checker.answer_from_cache(req)) reply = saslauthd::reply("OK");
+        secure_wipe(req.password);
+    }
+    secure_wipe(p.request.password);
+    return reply;
+}
+
 awaitable<void> serve_mux(Connection& c, PasswordChecker& checker, std::chrono::milliseconds fifth_wait) {
     for (;;) {
         auto p = saslauthd::parse(c.buffer());
@@ -59,13 +88,7 @@ awaitable<void> serve_mux(Connection& c, PasswordChecker& checker, std::chrono::
             }
         }
         c.wipe_input();
-        AuthRequest req;
-        req.login = std::move(p.request.login);
-        req.password = std::move(p.request.password);
-        req.service = std::move(p.request.service);
-        req.realm = std::move(p.request.realm);
-        req.client_addr = std::move(p.request.client_addr);
-        auto r = co_await checker.check(std::move(req));
+        auto r = co_await checker.check(take_request(p));
         switch (r.outcome) {
             case AuthOutcome::Ok: co_await c.write(saslauthd::reply("OK")); break;
             case AuthOutcome::Rejected:

@@ -90,14 +90,38 @@ AuthResult rejected(std::string why, std::string dn = {}) {
 AuthResult tempfail(std::string why) { return AuthResult{AuthOutcome::TempFail, std::move(why), {}, false}; }
 }  // namespace
 
+PasswordChecker::Who PasswordChecker::who(const AuthRequest& req) const {
+    Who w;
+    w.realm = req.realm.empty() ? conf_.default_realm : req.realm;
+    w.user = req.login;
+    if (options_.join_realm && !req.realm.empty()) w.user += "@" + req.realm;
+    w.account = to_lower(w.user) + (w.realm.empty() || options_.join_realm ? "" : "@" + to_lower(w.realm));
+    w.source = req.client_addr;
+    if (auto semi = w.source.find(';'); semi != std::string::npos) w.source.resize(semi);  // "ip;port"
+    return w;
+}
+
+std::optional<AuthResult> PasswordChecker::answer_from_cache(AuthRequest& req) {
+    if (!options_.cache || req.login.empty() || req.password.empty()) return std::nullopt;
+    // Shared failure counts and a shared cache are asked over the network.
+    if (options_.throttle.enabled && throttle_redis_ && throttle_redis_->available()) return std::nullopt;
+    auto start = Clock::now();
+    Who w = who(req);
+    if (options_.throttle.enabled && !throttle_.blocked(w.account, w.source).empty()) return std::nullopt;
+    if (!cache_.find(cache_key(w.user, w.realm, req.service, req.password))) return std::nullopt;
+    secure_wipe(req.password);
+    AuthResult result{AuthOutcome::Ok, "cached", {}, true};
+    if (m_cache_hits_) m_cache_hits_->inc();
+    if (m_latency_) m_latency_->observe(std::chrono::duration<double>(Clock::now() - start).count());
+    count(result, w.account, req);
+    return result;
+}
+
 awaitable<AuthResult> PasswordChecker::check(AuthRequest req) {
     auto start = Clock::now();
-    std::string realm = req.realm.empty() ? conf_.default_realm : req.realm;
-    std::string user = req.login;
-    if (options_.join_realm && !req.realm.empty()) user += "@" + req.realm;
-    std::string account = to_lower(user) + (realm.empty() || options_.join_realm ? "" : "@" + to_lower(realm));
-    std::string source = req.client_addr;
-    if (auto semi = source.find(';'); semi != std::string::npos) source.resize(semi);  // "ip;port"
+    Who w = who(req);
+    std::string user = std::move(w.user), realm = std::move(w.realm), account = std::move(w.account),
+                source = std::move(w.source);
 
     AuthResult result;
     if (req.login.empty() || req.password.empty()) {

@@ -66,6 +66,11 @@ public:
 
     // Wipes request.password before returning.
     awaitable<AuthResult> check(AuthRequest request);
+    // The answer of check() when the credential cache gives it without
+    // asking Redis or the directory (a login cached here, not throttled);
+    // nullopt otherwise, with nothing counted and the password left for
+    // check(). Lets a server answer a cached login without its event loop.
+    std::optional<AuthResult> answer_from_cache(AuthRequest& request);
     const SaslauthdConf& conf() const { return conf_; }
 
 private:
@@ -79,6 +84,13 @@ private:
     awaitable<Found> find_entry(const std::string& user, const std::string& realm, const std::string& service);
     awaitable<AuthResult> group_check(const std::string& user, const std::string& realm, const std::string& service,
                                       const std::string& dn);
+    struct Who {
+        std::string user;     // the login, with @realm when join_realm
+        std::string realm;    // the request's, or the default realm
+        std::string account;  // what failures are counted against
+        std::string source;   // client address without ";port"
+    };
+    Who who(const AuthRequest& req) const;
     std::string cache_key(const std::string& user, const std::string& realm, const std::string& service,
                           const std::string& password);
     void count(const AuthResult& r, const std::string& who, const AuthRequest& req);

@@ -111,6 +111,13 @@ std::size_t Connection::pending_bytes() {
     return static_cast<std::size_t>(n);
 }
 
+void Connection::take_input(std::string_view bytes) {
+    if (bytes.empty()) return;
+    if (in_.size() - end_ < bytes.size()) in_.resize(std::max<std::size_t>(end_ + bytes.size(), 16384));
+    std::memcpy(in_.data() + end_, bytes.data(), bytes.size());
+    end_ += bytes.size();
+}
+
 void Connection::wipe_input() {
     secure_wipe(in_.data(), in_.size());
     begin_ = end_ = 0;
@@ -235,8 +242,10 @@ void Server::stop() {
 }
 
 awaitable<void> Server::serve_connection(Listener& l, std::shared_ptr<std::size_t> active, Socket s,
-                                         IdleReaper* reaper) {
+                                         IdleReaper* reaper, std::string first_read) {
     Connection c(std::move(s), l.options.idle_timeout, l.options.max_buffer, reaper);
+    c.take_input(first_read);
+    secure_wipe(first_read);
     try {
         co_await l.handler(c);
     } catch (const std::exception& e) {
@@ -246,7 +255,22 @@ awaitable<void> Server::serve_connection(Listener& l, std::shared_ptr<std::size_
     --*active;
 }
 
+bool Server::refuse_over_limit(Listener& l, std::chrono::steady_clock::time_point& last_warning) {
+    if (*active_ < l.options.max_connections) return false;
+    auto now = std::chrono::steady_clock::now();
+    if (now - last_warning > std::chrono::seconds(10)) {
+        log::warning("%s: connection limit %zu reached; refusing connections", l.options.name.c_str(),
+                     l.options.max_connections);
+        last_warning = now;
+    }
+    return true;
+}
+
 awaitable<void> Server::accept_loop(Listener& l) {
+    if (l.options.answer_at_once) {
+        co_await accept_answering_loop(l);
+        co_return;
+    }
     auto active = active_;
     std::chrono::steady_clock::time_point last_warning{};
     for (;;) {
@@ -258,13 +282,7 @@ awaitable<void> Server::accept_loop(Listener& l) {
             co_await sleep_for(std::chrono::milliseconds(100));
             continue;
         }
-        if (*active >= l.options.max_connections) {
-            auto now = std::chrono::steady_clock::now();
-            if (now - last_warning > std::chrono::seconds(10)) {
-                log::warning("%s: connection limit %zu reached; refusing connections", l.options.name.c_str(),
-                             l.options.max_connections);
-                last_warning = now;
-            }
+        if (refuse_over_limit(l, last_warning)) {
             s.close(ec);
             continue;
         }
@@ -272,7 +290,68 @@ awaitable<void> Server::accept_loop(Listener& l) {
             s.set_option(asio::ip::tcp::no_delay(true), ec);
         }
         ++*active;
-        asio::co_spawn(io_, serve_connection(l, active, std::move(s), &reaper_), asio::detached);
+        asio::co_spawn(io_, serve_connection(l, active, std::move(s), &reaper_, {}), asio::detached);
+    }
+}
+
+// Accepts and reads with system calls of its own, so that a connection
+// answered at once never joins the event loop: accept4, recv, send, close,
+// where asio would add an epoll registration, its removal and an ioctl.
+awaitable<void> Server::accept_answering_loop(Listener& l) {
+    auto active = active_;
+    std::chrono::steady_clock::time_point last_warning{};
+    asio::error_code ec;
+    l.acceptor->native_non_blocking(true, ec);
+    const auto protocol = l.acceptor->local_endpoint(ec).protocol();
+    char first[8192];
+    for (;;) {
+        co_await l.acceptor->async_wait(asio::socket_base::wait_read, asio::redirect_error(use_awaitable, ec));
+        if (ec) {
+            if (ec == asio::error::operation_aborted || !l.acceptor->is_open()) co_return;
+            log::warning("%s: accept: %s", l.spec.text.c_str(), ec.message().c_str());
+            co_await sleep_for(std::chrono::milliseconds(100));
+            continue;
+        }
+        // A bounded batch per wakeup, so that open connections are served too.
+        for (int batch = 0; batch < 64 && l.acceptor->is_open(); ++batch) {
+            int fd = ::accept4(l.acceptor->native_handle(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+            if (fd < 0) {
+                if (errno == EINTR || errno == ECONNABORTED) continue;
+                if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                    log::warning("%s: accept: %s", l.spec.text.c_str(), std::strerror(errno));
+                    co_await sleep_for(std::chrono::milliseconds(100));
+                }
+                break;
+            }
+            if (refuse_over_limit(l, last_warning)) {
+                ::close(fd);
+                continue;
+            }
+            ssize_t n = ::recv(fd, first, sizeof first, MSG_DONTWAIT);
+            std::size_t got = n > 0 ? static_cast<std::size_t>(n) : 0;
+            if (got > 0) {
+                if (auto reply = l.options.answer_at_once(std::string_view(first, got))) {
+                    secure_wipe(first, got);
+                    (void)::send(fd, reply->data(), reply->size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+                    ::close(fd);
+                    continue;
+                }
+            }
+            std::string read_already(first, got);
+            secure_wipe(first, got);
+            Socket s(io_);
+            s.assign(protocol, fd, ec);
+            if (ec) {
+                ::close(fd);
+                secure_wipe(read_already);
+                log::warning("%s: %s", l.spec.text.c_str(), ec.message().c_str());
+                continue;
+            }
+            if (l.spec.kind == ListenSpec::Kind::Tcp) s.set_option(asio::ip::tcp::no_delay(true), ec);
+            ++*active;
+            asio::co_spawn(io_, serve_connection(l, active, std::move(s), &reaper_, std::move(read_already)),
+                           asio::detached);
+        }
     }
 }
 

@@ -286,6 +286,34 @@ class EmbeddedAndCache(LabTestCase):
         wait_for(lambda: os.path.exists(cls.mux), 10, what="the mux socket")
 
     auth = SaslLab.auth
+    raw = SaslLab.raw
+
+    def test_a_cached_login_however_the_request_arrives(self):
+        """A cached login is answered as soon as its request is there;
+        a request in pieces or with a client address gets the same answer."""
+        req = counted("alice", "alicepw", "imap", "")
+        self.assertEqual(self.raw(req), counted("OK"))  # checked, and cached
+        self.assertEqual(self.raw(req), counted("OK"))  # answered from the cache
+        self.assertEqual(self.raw(counted("alice", "alicepw", "imap", "", "192.0.2.7;143")), counted("OK"))
+        self.assertEqual(self.raw(counted("alice", "wrong", "imap", "")), counted("NO authentication failed"))
+        self.assertEqual(self.raw(counted("alice", "alicepw", "pop", "")), counted("OK"))  # not cached for pop yet
+        for cut in (1, 9, len(req) - 1):
+            with socket.socket(socket.AF_UNIX) as s:
+                s.settimeout(10)
+                s.connect(self.mux)
+                s.sendall(req[:cut])
+                time.sleep(0.2)  # the server has read the first piece by now
+                s.sendall(req[cut:])
+                self.assertEqual(s.recv(100), counted("OK"), cut)
+
+    def test_zz_a_cached_login_is_still_throttled(self):
+        user = SCHEME_USERS[-1]
+        self.assertEqual(self.auth(user, PW), "OK")
+        self.assertEqual(self.auth(user, PW), "OK")  # cached
+        for _ in range(10):
+            self.assertEqual(self.auth(user, "wrong"), "NO")
+        self.assertEqual(self.auth(user, PW), "NO")  # refused without checking, cache or not
+        self.assertIn("login refused without checking", self.proc.stderr())
 
     def test_every_scheme_from_the_ldif_file(self):
         for uid in SCHEME_USERS:
@@ -297,7 +325,9 @@ class EmbeddedAndCache(LabTestCase):
     def test_cache_expires_and_failures_are_not_cached(self):
         self.assertEqual(self.auth("bob", "bobpw"), "OK")
         self.assertEqual(self.auth("bob", "bobpw"), "OK")  # now cached
-        text = open(self.ldif).read().replace(
+        with open(self.ldif) as f:
+            text = f.read()
+        text = text.replace(
             "uid: bob\ncn: Bob\nsn: Bob\nmail: bob@example.com\n",
             "uid: bob\ncn: Bob\nsn: Bob\nmail: bob@example.com\ndescription: changed\n")
         text = text.replace("k+rUhnvDKN9ttRLhD2PFCRMv9tJtZ3NhbHQwMQ==", "changed-away")
