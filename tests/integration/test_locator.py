@@ -310,7 +310,8 @@ class SharedThrottle(LabTestCase):
             r = subprocess.run(["testsaslauthd", "-u", "bob", "-p", "guess", "-f", self.mux], capture_output=True)
             self.assertIn(b": NO ", r.stdout)
         self.assertEqual(self.nginx_login("guess"), "Invalid login or password")
-        time.sleep(0.2)  # the count travels to Redis asynchronously
+        # the count travels to Redis asynchronously
+        wait_for(lambda: self.redis.cli("GET", "mailgrid:fail:a:bob") == "3", 10, what="three failures in Redis")
         # the right password, but three failures are on record
         self.assertEqual(self.nginx_login("bobpw"), "Invalid login or password")
         r = subprocess.run(["testsaslauthd", "-u", "bob", "-p", "bobpw", "-f", self.mux], capture_output=True)
