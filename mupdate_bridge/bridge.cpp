@@ -7,8 +7,8 @@
 
 #include "follow.hpp"
 #include "log/log.hpp"
-#include "util/secure.hpp"
 #include "publish.hpp"
+#include "util/secure.hpp"
 #include "util/strings.hpp"
 
 namespace mailgrid::bridge {

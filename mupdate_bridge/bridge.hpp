@@ -22,13 +22,13 @@
 
 #include "config/suite_config.hpp"
 #include "location/store.hpp"
-#include "util/hmac.hpp"
 #include "metrics/metrics.hpp"
 #include "net/server.hpp"
 #include "policy.hpp"
 #include "proto/mupdate.hpp"
 #include "sasl.hpp"
 #include "transport.hpp"
+#include "util/hmac.hpp"
 
 namespace mailgrid::bridge {
 

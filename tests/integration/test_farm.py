@@ -235,6 +235,11 @@ class WholeFarm(LabTestCase):
             raise AssertionError(f"maildir_deliver on {name} did not start: {p.stderr()}")
         return p
 
+    @staticmethod
+    def listening_inside(host, port):
+        """Whether something accepts on 127.0.0.1:port inside host's namespace."""
+        return host.run(["bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{port}"], capture_output=True).returncode == 0
+
     @classmethod
     def start_sasl(cls, name):
         mux = cls.sasl_args[name][cls.sasl_args[name].index("-m") + 1] + "/mux"
@@ -249,8 +254,7 @@ class WholeFarm(LabTestCase):
     @classmethod
     def start_locator(cls, fe):
         p = cls.lab.spawn(f"{fe.name}-locator", cls.locator_args, host=fe)
-        wait_for(lambda: fe.run(["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/10080"], capture_output=True).returncode == 0,
-                 10, what=f"webmail_locator on {fe.name}")
+        wait_for(lambda: cls.listening_inside(fe, 10080), 10, what=f"webmail_locator on {fe.name}")
         return p
 
     @classmethod
@@ -265,8 +269,7 @@ class WholeFarm(LabTestCase):
     @classmethod
     def start_tablemap(cls, fe):
         p = start_tablemap(cls.lab, cls.tablemap_args, name=f"{fe.name}-tablemap", host=fe)
-        wait_for(lambda: fe.run(["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/10027"], capture_output=True).returncode == 0,
-                 10, what=f"ldap_tablemap on {fe.name}")
+        wait_for(lambda: cls.listening_inside(fe, 10027), 10, what=f"ldap_tablemap on {fe.name}")
         return p
 
     def send(self, k, rcpt, subject):
@@ -455,9 +458,10 @@ class WholeFarm(LabTestCase):
         """A stream of 10,000 messages at both frontends while slapd and
         Redis stop, a Cyrus backend drops off the network, and ldap_tablemap,
         maildir_deliver, mupdate_bridge, sasl_ldap_auth and webmail_locator
-        are killed with -9, one after another: every message a frontend accepted ends up exactly once,
-        whole, in its user's mailbox on the right backend; what was refused
-        (4xx) during a fault is nowhere; afterwards all mail is accepted."""
+        are killed with -9, one after another: every message a frontend
+        accepted ends up exactly once, whole, in its user's mailbox on the
+        right backend; what was refused (4xx) during a fault is nowhere;
+        afterwards all mail is accepted and logins work."""
         total = int(os.environ.get("MAILGRID_FARM_STREAM", "10000"))
         token = f"fault{int(time.time())}"
         accepted, refused, uncertain = set(), set(), set()
