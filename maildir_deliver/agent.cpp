@@ -66,6 +66,10 @@ void Agent::shutdown() {
     if (directories_) directories_->shutdown();
 }
 
+void Agent::wait_for_deliveries() {
+    if (pool_) pool_->join();
+}
+
 template <typename F>
 awaitable<decltype(std::declval<F&>()())> Agent::offload(F f) {
     if (!pool_) co_return f();

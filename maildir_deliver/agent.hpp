@@ -62,6 +62,8 @@ public:
     bool has_directory() const { return directories_ != nullptr; }
     DirectoryRegistry& directories() { return *directories_; }
     void shutdown();
+    // Waits until the file work handed to the thread pool is done.
+    void wait_for_deliveries();
 
 private:
     struct Found {

@@ -69,6 +69,8 @@ const std::vector<ParamSpec>& deliver_params() {
         {"deliver_lmtp_idle_timeout", "300s", "close an LMTP connection idle this long"},
         {"deliver_lmtp_socket_mode", "0666", "permissions of the LMTP unix socket"},
         {"deliver_lmtp_hostname", "", "name in the LMTP greeting (empty: the host name)"},
+        {"deliver_lmtp_duplicate_window", "1d", "LMTP: a message sent again within this time after its reply was lost is not stored twice (0: off)"},
+        {"deliver_lmtp_duplicate_db", "$deliver_root/.delivered", "LMTP: where the messages delivered within the window are remembered (LMDB)"},
         {"deliver_metrics", "", "Prometheus /metrics listener in LMTP mode: host:port"},
         {"deliver_attic", "$deliver_root/.attic", "where reconcile --remove moves Maildirs without a directory entry"},
     };
@@ -119,7 +121,7 @@ const char* Outcome::status() const {
 std::string Outcome::lmtp_reply(const std::string& address) const {
     std::string who = "<" + address + "> ";
     switch (kind) {
-        case Kind::Delivered: return lmtp_line(250, who + "delivered");
+        case Kind::Delivered: return lmtp_line(250, who + (duplicate ? "already delivered" : "delivered"));
         case Kind::UnknownUser: return lmtp_line(550, who + "user unknown");
         case Kind::BadAddress: return lmtp_line(550, who + text);
         case Kind::OverQuota: return lmtp_line(permanent ? 552 : 452, who + "mailbox full");
@@ -197,6 +199,8 @@ void MailboxStore::use_metrics(MetricsRegistry& metrics) {
     m_bounced_ = &metrics.counter("mailgrid_deliver_total", help, {{"status", "bounced"}});
     m_deferred_ = &metrics.counter("mailgrid_deliver_total", help, {{"status", "deferred"}});
     m_bytes_ = &metrics.counter("mailgrid_deliver_bytes_total", "Bytes delivered into Maildirs");
+    m_duplicates_ = &metrics.counter("mailgrid_deliver_duplicates_total",
+                                     "Messages sent again after a lost reply, answered without a second copy");
     m_seconds_ = &metrics.histogram("mailgrid_deliver_seconds", "Time from message to Maildir, per recipient");
 }
 
@@ -491,8 +495,29 @@ std::vector<Outcome> MailboxStore::deliver_all(const std::vector<std::pair<Recip
         const auto& [r, t] = to[i];
         auto md = open_mailbox(t, out[i]);
         if (!md) continue;
+        auto options = options_for(r, t);
+        if (journal_) {
+            // Remembered before it is linked, the message can be looked
+            // for when it comes again; only if it is still there (or was
+            // moved to cur/) was its reply the one lost.
+            std::string id = journal_->id(r.address, header, message);
+            if (auto seen = journal_->find(id); seen && seen->mailbox == t.mailbox && maildir::holds(md->get(), seen->file)) {
+                Outcome& o = out[i];
+                o.kind = Outcome::Kind::Delivered;
+                o.duplicate = true;
+                o.text = "already delivered";
+                o.detail = "already delivered to maildir " + t.mailbox + "/" + seen->file + ", not stored again";
+                auto slash = seen->file.find("/new/");
+                o.folder = slash == std::string::npos ? "INBOX" : seen->file.substr(0, slash);
+                o.mailbox = t.mailbox;
+                continue;
+            }
+            options.before_link = [journal = journal_, id, mailbox = t.mailbox](const std::string& file) {
+                journal->remember(id, {mailbox, file});
+            };
+        }
         fds.push_back(std::move(*md));
-        deliveries.push_back({fds.back().get(), options_for(r, t)});
+        deliveries.push_back({fds.back().get(), std::move(options)});
         which.push_back(i);
     }
     auto results = maildir::deliver_all(deliveries, header, message);
@@ -510,7 +535,9 @@ void MailboxStore::record(const Outcome& o, std::string_view address, std::strin
     log::info("%sto=<%s>%s, size=%llu, delay=%.3f, status=%s (%s)", prefix.c_str(), printable(address).c_str(),
               where.c_str(), static_cast<unsigned long long>(size), seconds, o.status(), printable(why, 500).c_str());
     if (!m_sent_) return;
-    if (o.kind == Outcome::Kind::Delivered) {
+    if (o.duplicate) {
+        m_duplicates_->inc();
+    } else if (o.kind == Outcome::Kind::Delivered) {
         m_sent_->inc();
         m_bytes_->inc(size);
     } else if (std::string_view(o.status()) == "bounced") {

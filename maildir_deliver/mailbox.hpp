@@ -40,6 +40,7 @@ struct Outcome {
     std::string folder;      // where it went: "INBOX" or ".name"
     std::string mailbox;     // the Maildir's path
     bool refresh_quota = false;  // over a limit read from maildirsize: ask the directory before refusing
+    bool duplicate = false;      // Delivered before (the journal says so): not stored again
 
     std::string enhanced() const;  // "2.0.0", "5.1.1", "4.2.2" ...
     int exit_code() const;         // sysexits
@@ -64,6 +65,26 @@ struct Target {
     bool exists = false;                  // the Maildir was there when looked at
     bool need_lookup = false;             // the directory must be asked
     bool directory_failure = false;       // TempFail because the directory failed
+};
+
+// Which message went into which Maildir, remembered for a while (LMTP
+// mode): a sender that lost the connection after the message was stored
+// but before it read the reply sends it again, and must get its 250
+// without a second copy. The LMDB implementation is delivery_journal.hpp;
+// this interface keeps LMDB and OpenSSL out of the lean front binary.
+class DeliveryJournal {
+public:
+    virtual ~DeliveryJournal() = default;
+    // The message's name: a digest of recipient, header and message.
+    virtual std::string id(std::string_view recipient, std::string_view header, std::string_view message) const = 0;
+    struct Entry {
+        std::string mailbox;  // the Maildir's path
+        std::string file;     // "new/NAME" or ".folder/new/NAME" in it
+    };
+    // What was remembered under id within the window, if anything.
+    virtual std::optional<Entry> find(const std::string& id) = 0;
+    // Called before the link into new/: see maildir::DeliveryOptions::before_link.
+    virtual void remember(const std::string& id, const Entry& entry) = 0;
 };
 
 class MailboxStore {
@@ -93,7 +114,9 @@ public:
     // Blocking.
     Outcome deliver(const Recipient& r, const Target& t, std::string_view header, std::string_view message) const;
     // The same message for several recipients, written once and linked
-    // into each Maildir (maildir::deliver_all). Blocking.
+    // into each Maildir (maildir::deliver_all); with a journal, a
+    // recipient whose Maildir already holds this very message (it came
+    // again) is answered as delivered without a second copy. Blocking.
     std::vector<Outcome> deliver_all(const std::vector<std::pair<Recipient, Target>>& to, std::string_view header,
                                      std::string_view message) const;
 
@@ -105,6 +128,8 @@ public:
     void record(const Outcome& o, std::string_view address, std::string_view queue_id, std::uint64_t size,
                 double seconds) const;
     void use_metrics(MetricsRegistry& metrics);
+    // Remember deliveries in deliver_all (LMTP mode). Not owned.
+    void use_journal(DeliveryJournal* journal) { journal_ = journal; }
 
     const std::string& root() const { return root_; }
     std::size_t message_size_limit() const { return size_limit_; }
@@ -139,7 +164,9 @@ private:
     std::optional<std::string> explicit_maildir_;
     std::optional<maildirsize::Limit> explicit_limit_;
 
-    Counter *m_sent_ = nullptr, *m_bounced_ = nullptr, *m_deferred_ = nullptr, *m_bytes_ = nullptr;
+    DeliveryJournal* journal_ = nullptr;
+    Counter *m_sent_ = nullptr, *m_bounced_ = nullptr, *m_deferred_ = nullptr, *m_bytes_ = nullptr,
+            *m_duplicates_ = nullptr;
     Histogram* m_seconds_ = nullptr;
 };
 

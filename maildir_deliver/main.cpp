@@ -19,6 +19,7 @@
 
 #include "agent.hpp"
 #include "cli.hpp"
+#include "delivery_journal.hpp"
 #include "lmtp_server.hpp"
 #include "log/log.hpp"
 #include "maintenance.hpp"
@@ -56,6 +57,18 @@ int serve(asio::io_context& io, const SuiteConfig& config, Agent& agent, Metrics
         log::fatal(EX_UNAVAILABLE, "%s: %s", where.c_str(), e.what());
     }
     drop_privileges(config);
+    // Opened as the user who delivers, who owns the files it makes.
+    std::unique_ptr<LmdbDeliveryJournal> journal;
+    if (auto window = std::chrono::duration_cast<std::chrono::seconds>(config.get_duration("deliver_lmtp_duplicate_window"));
+        window.count() > 0) {
+        try {
+            journal = std::make_unique<LmdbDeliveryJournal>(config.get("deliver_lmtp_duplicate_db"), window);
+        } catch (const std::exception& e) {
+            log::fatal(EX_CANTCREAT, "deliver_lmtp_duplicate_db: %s", e.what());
+        }
+        journal->start_upkeep();
+        agent.store().use_journal(journal.get());
+    }
     if (agent.has_directory()) agent.directories().start_watching();
     server.start();
     log::info("ready: LMTP on %s, mail store %s", where.c_str(), agent.store().root().c_str());
@@ -66,6 +79,9 @@ int serve(asio::io_context& io, const SuiteConfig& config, Agent& agent, Metrics
             agent.shutdown();
         },
         {});
+    // Deliveries under way finish (and are remembered) before the journal goes.
+    agent.wait_for_deliveries();
+    agent.store().use_journal(nullptr);
     return 0;
 }
 
@@ -107,6 +123,9 @@ int main(int argc, char** argv) {
             (void)config.get_int("deliver_lmtp_threads", 1, 1024);
             (void)config.get_duration("deliver_lmtp_idle_timeout");
             (void)config.get_int("deliver_lmtp_socket_mode", 0, 07777);
+            if (config.get_duration("deliver_lmtp_duplicate_window").count() > 0 &&
+                config.get("deliver_lmtp_duplicate_db").rfind('/', 0) != 0)
+                config.fail("deliver_lmtp_duplicate_db", "must be an absolute path");
         }
     } catch (const std::exception& e) {
         errors.push_back(e.what());

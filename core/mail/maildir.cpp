@@ -554,12 +554,14 @@ enum class Linked { Yes, NoHardLinks, Failed };
 // Where hard links are not possible (NoHardLinks) with allow_rename a
 // rename that refuses to overwrite does it (the tmp name is then gone).
 Linked link_into(int tmp_dir, const TmpFile& t, int new_dir, std::uint64_t size, std::uint64_t vsize,
-                 bool allow_rename, std::string& final, int* error) {
+                 bool allow_rename, const DeliveryOptions& o, const std::string& folder, std::string& final,
+                 int* error) {
     UniqueParts u = t.unique;
     for (int attempt = 0; attempt < 10; ++attempt) {
         if (attempt > 0) u.counter = g_counter.fetch_add(1, std::memory_order_relaxed);
         final = final_name(u, static_cast<std::uint64_t>(t.st.st_dev), static_cast<std::uint64_t>(t.st.st_ino), size,
                            vsize);
+        if (o.before_link) o.before_link((folder.empty() ? "" : folder + "/") + "new/" + final);
         if (::linkat(tmp_dir, t.name.c_str(), new_dir, final.c_str(), 0) == 0) return Linked::Yes;
         if (errno == EPERM || errno == ENOTSUP || errno == EXDEV || errno == EMLINK) {
             if (!allow_rename) return Linked::NoHardLinks;
@@ -608,8 +610,8 @@ DeliveryResult deliver(int maildir_fd, std::string_view message, const DeliveryO
     if (!write_tmp(d.tmp.get(), o.header, message, t, r)) return r;
     std::string final;
     int e = 0;
-    if (link_into(d.tmp.get(), t, d.fresh.get(), r.size, crlf_size(o.header) + crlf_size(message), true, final, &e) !=
-        Linked::Yes) {
+    if (link_into(d.tmp.get(), t, d.fresh.get(), r.size, crlf_size(o.header) + crlf_size(message), true, o, r.folder,
+                  final, &e) != Linked::Yes) {
         forget_tmp(d.tmp.get(), t);
         return fail(r, e, "cannot link the message into new/: " + errno_text(e));
     }
@@ -656,7 +658,8 @@ std::vector<DeliveryResult> deliver_all(const std::vector<Delivery>& deliveries,
         if (!quota_gate(deliveries[i].maildir_fd, deliveries[i].options, size, lock, results[i])) continue;
         std::string final;
         int e = 0;
-        switch (link_into(dirs[writer].tmp.get(), t, dirs[i].fresh.get(), total, vsize, false, final, &e)) {
+        switch (link_into(dirs[writer].tmp.get(), t, dirs[i].fresh.get(), total, vsize, false, deliveries[i].options,
+                          results[i].folder, final, &e)) {
             case Linked::Yes:
                 if (results[i].quota_active) append_quota_line(deliveries[i].maildir_fd, size, 1);
                 linked.emplace_back(i, std::move(final));
@@ -677,6 +680,39 @@ std::vector<DeliveryResult> deliver_all(const std::vector<Delivery>& deliveries,
         results[i] = deliver(deliveries[i].maildir_fd, message, o);
     }
     return results;
+}
+
+bool holds(int maildir_fd, std::string_view file) {
+    std::string_view folder;
+    if (auto slash = file.find('/'); slash != std::string_view::npos && file.substr(0, slash) != "new") {
+        folder = file.substr(0, slash);
+        file.remove_prefix(slash + 1);
+        if (folder.size() < 2 || folder.front() != '.' || folder == "..") return false;
+    }
+    if (file.substr(0, 4) != "new/") return false;
+    std::string_view name = file.substr(4);
+    if (name.empty() || name.front() == '.' || name.find('/') != std::string_view::npos) return false;
+    Fd dir(::openat(maildir_fd, folder.empty() ? "." : std::string(folder).c_str(), kDirFlags));
+    if (!dir) return false;
+    struct stat st {};
+    if (::fstatat(dir.get(), std::string(file).c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) return true;
+    // A reader moves it to cur/ and adds its flags after a separator (':'
+    // by the Maildir convention, ';' or '!' where ':' cannot be used).
+    Fd cur(::openat(dir.get(), "cur", kDirFlags));
+    if (!cur) return false;
+    DIR* d = ::fdopendir(cur.release());
+    if (!d) return false;
+    bool found = false;
+    while (struct dirent* e = ::readdir(d)) {
+        std::string_view have = e->d_name;
+        if (have.substr(0, name.size()) != name) continue;
+        if (have.size() == name.size() || std::string_view(":;!").find(have[name.size()]) != std::string_view::npos) {
+            found = true;
+            break;
+        }
+    }
+    ::closedir(d);
+    return found;
 }
 
 PurgeStats purge(int maildir_fd, std::time_t before, bool dry_run) {

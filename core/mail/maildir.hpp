@@ -20,6 +20,7 @@
 
 #include <cstdint>
 #include <ctime>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -94,6 +95,12 @@ struct DeliveryOptions {
     std::optional<maildirsize::Limit> limit;
     bool enforce_quota = true;   // false: count the message but never refuse it
     bool count_trash = false;    // count .Trash in a recount (Courier: no, Dovecot: yes)
+    // Called with the name the message is about to get ("new/NAME" or
+    // ".folder/new/NAME", relative to the Maildir) before each attempt to
+    // link it there: a journal written here names every message that may
+    // be in the Maildir, so a crash between the link and the reply to the
+    // sender can be told from a crash before the link (see holds()).
+    std::function<void(const std::string& file)> before_link;
 };
 
 struct DeliveryResult {
@@ -126,6 +133,11 @@ struct Delivery {
 };
 std::vector<DeliveryResult> deliver_all(const std::vector<Delivery>& deliveries, std::string_view header,
                                         std::string_view message);
+
+// Is the message that before_link named still in the Maildir: in new/
+// under that name, or in cur/ with flags added ("NAME:2,S")? file comes
+// from before_link; anything else ("..", other directories) is false.
+bool holds(int maildir_fd, std::string_view file);
 
 // Counts the Maildir (cur/ and new/ of the INBOX and of every folder) and
 // replaces maildirsize with the limit and the totals, recounting while

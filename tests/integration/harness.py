@@ -13,6 +13,7 @@ import shutil
 import signal
 import smtplib
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -470,6 +471,9 @@ class FaultProxy:
         self.running = True
         self.accepted = 0
         self.delay = 0.0  # seconds added to every server -> client chunk
+        # bytes: the next server -> client chunk holding them is not passed
+        # on; the connection is reset instead (a reply lost on the way)
+        self.cut_reply = None
         threading.Thread(target=self._accept, daemon=True).start()
         lab.on_close(self.close)
 
@@ -515,6 +519,13 @@ class FaultProxy:
                 continue  # swallowed, like a firewall that forgot the flow
             if a == 1 and self.delay:
                 time.sleep(self.delay)
+            if a == 1 and self.cut_reply is not None and self.cut_reply in data:
+                self.cut_reply = None
+                for x in pair[:2]:  # shutdown wakes the other pump, blocked in recv
+                    with contextlib.suppress(OSError):
+                        x.shutdown(socket.SHUT_RDWR)
+                self._reset(pair)
+                return
             try:
                 pair[b].sendall(data)
             except OSError:
@@ -525,14 +536,17 @@ class FaultProxy:
             for p in self.pairs:
                 p[2] = "hole"
 
+    @staticmethod
+    def _reset(pair):
+        for x in pair[:2]:
+            with contextlib.suppress(OSError):
+                x.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                x.close()
+
     def reset_existing(self):
-        import struct
         with self.lock:
-            for c, s, _ in self.pairs:
-                for x in (c, s):
-                    with contextlib.suppress(OSError):
-                        x.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                        x.close()
+            for pair in self.pairs:
+                self._reset(pair)
             self.pairs = []
 
 

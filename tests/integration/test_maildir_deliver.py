@@ -23,8 +23,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (REPO, SUFFIX, LabTestCase, Postfix, Slapd, binary, free_port, http_get, mailgrid_cf, need,
-                     wait_for, wait_port)
+from harness import (REPO, SUFFIX, FaultProxy, LabTestCase, Postfix, Slapd, binary, free_port, http_get, mailgrid_cf,
+                     need, wait_for, wait_port)
 from maildir_deliver_peers import (Dovecot, SystemUser, Tmpfs, can_mount_tmpfs, maildir_messages, maildir_usage,
                                    make_message, read_maildirsize)
 
@@ -383,7 +383,8 @@ class ThroughPostfix(LabTestCase):
         ldif = lab.write("users.ldif", BASE + entry("alice", "alice@example.com", quota=1000000) +
                          entry("carol", "carol@example.com", quota=3000) + entry("erin", "erin@example.com") +
                          entry("lena", "lena@lmtp.example.com") + entry("luke", "luke@lmtp.example.com") +
-                         entry("lily", "lily@lmtp.example.com", quota=2000) +
+                         entry("lily", "lily@lmtp.example.com", quota=2000) + entry("lars", "lars@lmtp.example.com") +
+                         entry("lisa", "lisa@lmtp.example.com") +
                          entry(cls.vmail.name, f"{cls.vmail.name}@local.test", quota=500000))
         cls.slapd = Slapd(lab, [ldif])
         cls.store = lab.path("store")
@@ -403,6 +404,8 @@ class ThroughPostfix(LabTestCase):
             "ldap_reconnect_delay": "200ms",
         })
         cls.lmtp = cls.start_lmtp()
+        # lars's mail goes through a proxy that can lose the LMTP server's reply.
+        cls.proxy = FaultProxy(lab, cls.lmtp_port)
         with open(os.path.join(cls.vmail.home, ".forward"), "w") as f:
             f.write(f'"|{binary("maildir_deliver")} -c {cls.cf}"\n')
         os.chown(os.path.join(cls.vmail.home, ".forward"), cls.vmail.uid, cls.vmail.gid)
@@ -413,7 +416,7 @@ class ThroughPostfix(LabTestCase):
             "virtual_mailbox_domains": "example.com, lmtp.example.com",
             "virtual_mailbox_maps": "static:ok",
             "transport_maps": f"inline:{{example.com=mdpipe:, lmtp.example.com=lmtp:inet:127.0.0.1:{cls.lmtp_port}, "
-                              "sender.test=discard:}",
+                              f"lars@lmtp.example.com=lmtp:inet:127.0.0.1:{cls.proxy.port}, sender.test=discard:}}",
             "mdpipe_destination_recipient_limit": "1",
             "recipient_delimiter": "+",
             "mydestination": "local.test",
@@ -575,6 +578,80 @@ class ThroughPostfix(LabTestCase):
         hits = wait_for(delivered, 30, what="the deferred LMTP message")
         time.sleep(1)
         self.assertEqual(len(hits), 1)
+
+    def test_lmtp_reply_lost_after_storing_is_not_stored_twice(self):
+        """The message is in the Maildir, but Postfix never sees the 250:
+        it defers ("may be sent more than once") and sends it again, which
+        must be answered as delivered without a second copy."""
+        md = self.maildir("lars", "lmtp.example.com")
+        token = self.mark()
+        self.proxy.cut_reply = b"<lars@lmtp.example.com> delivered"
+        self.send(["lars@lmtp.example.com"], "lmtp-reply-lost")
+        line = self.log_status("lars@lmtp.example.com", token)
+        self.assertIn("status=deferred", line)
+        self.assertIn("lost connection", line)
+        self.assertEqual(len(maildir_messages(md)), 1, "stored before the reply was lost")
+        token = self.mark()
+        self.postfix.flush()
+        line = self.log_status("lars@lmtp.example.com", token, timeout=60)
+        self.assertIn("status=sent (250 2.0.0 <lars@lmtp.example.com> already delivered)", line)
+        self.assertEqual(len(maildir_messages(md)), 1)
+        self.assertIn("to=<lars@lmtp.example.com>, folder=INBOX", self.lmtp.stderr())
+        self.assertIn("already delivered to maildir", self.lmtp.stderr())
+        _, _, body = http_get(self.metrics_port, "/metrics")
+        self.assertRegex(body, r"mailgrid_deliver_duplicates_total [1-9]")
+
+    def lmtp_transaction(self, rcpts, message, read_replies=True):
+        """One LMTP transaction straight to the server; its replies to the
+        message, or None when the connection is dropped before reading them."""
+        with socket.create_connection(("127.0.0.1", self.lmtp_port), 10) as s:
+            f = s.makefile("rb")
+            data = message.replace(b"\n", b"\r\n")
+            s.sendall(b"LHLO t\r\nMAIL FROM:<sender@sender.test>\r\n" +
+                      b"".join(b"RCPT TO:<%s>\r\n" % r.encode() for r in rcpts) + b"DATA\r\n")
+            lines = []
+            while not lines or not lines[-1].startswith(b"354"):
+                lines.append(f.readline())
+                self.assertTrue(lines[-1], f"the server closed: {lines}")
+            s.sendall(data + b".\r\n")
+            if not read_replies:
+                return None
+            replies = [f.readline().decode().strip() for _ in rcpts]
+            s.sendall(b"QUIT\r\n")
+            return replies
+
+    def test_lmtp_sent_again_after_a_crash_is_stored_once_while_it_is_there(self):
+        md = self.maildir("lisa", "lmtp.example.com")
+        message = make_message("lmtp-again", 3000)
+        # The connection drops before the reply is read, and the server is
+        # killed: what it remembered survives it.
+        self.lmtp_transaction(["lisa@lmtp.example.com"], message, read_replies=False)
+        wait_for(lambda: len(maildir_messages(md)) == 1, 10, what="the first copy")
+        self.lmtp.kill()
+        type(self).lmtp = self.start_lmtp()
+        self.assertEqual(self.lmtp_transaction(["lisa@lmtp.example.com"], message),
+                         ["250 2.0.0 <lisa@lmtp.example.com> already delivered"])
+        self.assertEqual(len(maildir_messages(md)), 1)
+        # Read by the user (moved to cur/ with flags): still the same message.
+        first = maildir_messages(md)[0]
+        os.rename(first, os.path.join(md, "cur", os.path.basename(first) + ":2,S"))
+        self.assertEqual(self.lmtp_transaction(["lisa@lmtp.example.com"], message),
+                         ["250 2.0.0 <lisa@lmtp.example.com> already delivered"])
+        # Another recipient of the same Maildir, another folder, another
+        # message: each a delivery of its own.
+        replies = self.lmtp_transaction(["lisa+work@lmtp.example.com", "lisa@lmtp.example.com"], message)
+        self.assertEqual(replies, ["250 2.0.0 <lisa+work@lmtp.example.com> delivered",
+                                   "250 2.0.0 <lisa@lmtp.example.com> already delivered"])
+        self.assertEqual(self.lmtp_transaction(["lisa@lmtp.example.com"], make_message("lmtp-other", 3000)),
+                         ["250 2.0.0 <lisa@lmtp.example.com> delivered"])
+        self.assertEqual(len(maildir_messages(md)), 3)
+        # Deleted by the user: the journal does not keep mail away, a new
+        # copy is stored.
+        for p in maildir_messages(md, folders=False):
+            os.unlink(p)
+        self.assertEqual(self.lmtp_transaction(["lisa@lmtp.example.com"], message),
+                         ["250 2.0.0 <lisa@lmtp.example.com> delivered"])
+        self.assertEqual(len(maildir_messages(md, folders=False)), 1)
 
     def test_lmtp_protocol_errors_and_hostile_recipients(self):
         with socket.create_connection(("127.0.0.1", self.lmtp_port), 10) as s:

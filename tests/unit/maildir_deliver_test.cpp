@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "config/suite_ldap.hpp"
+#include "delivery_journal.hpp"
 #include "mail/maildir.hpp"
 #include "mail/maildir_name.hpp"
 #include "mail/maildirsize.hpp"
@@ -429,6 +430,90 @@ TEST_CASE("maildir delivery: tmp, fsync, link into new/, quota line") {
     o.limit.reset();
     CHECK(maildir::deliver(md.get(), std::string(70, 'x'), o).status == maildir::DeliveryResult::Status::OverQuota);
     CHECK(maildir::deliver(md.get(), std::string(60, 'x'), o).status == maildir::DeliveryResult::Status::Delivered);
+}
+
+TEST_CASE("maildir delivery: the name is announced before the link, and found after a reader moved it") {
+    TempDir dir;
+    ::mkdir((dir / "md").c_str(), 0700);
+    auto md = open_dir(dir / "md");
+    int e = 0;
+    REQUIRE(maildir::make_maildir(md.get(), false, &e));
+    std::vector<std::string> announced;
+    maildir::DeliveryOptions o;
+    o.before_link = [&](const std::string& file) {
+        // Not yet there when announced.
+        CHECK_FALSE(maildir::holds(md.get(), file));
+        announced.push_back(file);
+    };
+    REQUIRE(maildir::deliver(md.get(), "Subject: a\n\nhi\n", o).status == maildir::DeliveryResult::Status::Delivered);
+    o.folder = ".work";
+    auto r = maildir::deliver(md.get(), "Subject: b\n\nhi\n", o);
+    REQUIRE(r.status == maildir::DeliveryResult::Status::Delivered);
+    REQUIRE(announced.size() == 2);
+    CHECK(announced[0] == "new/" + list(dir / "md/new").at(0));
+    CHECK(announced[1] == r.file);
+    CHECK(announced[1].rfind(".work/new/", 0) == 0);
+    CHECK(maildir::holds(md.get(), announced[0]));
+    CHECK(maildir::holds(md.get(), announced[1]));
+    // Read: moved to cur/ with flags. Deleted: gone.
+    auto name = announced[0].substr(4);
+    REQUIRE(::rename((dir / "md/new/" + name).c_str(), (dir / "md/cur/" + name + ":2,S").c_str()) == 0);
+    CHECK(maildir::holds(md.get(), announced[0]));
+    REQUIRE(::unlink((dir / "md/cur/" + name + ":2,S").c_str()) == 0);
+    CHECK_FALSE(maildir::holds(md.get(), announced[0]));
+    // A longer name that starts with it is another message.
+    spit(dir / "md/cur/" + name + "x:2,", "other");
+    CHECK_FALSE(maildir::holds(md.get(), announced[0]));
+    // Only names before_link could have given.
+    for (const char* bad : {"", "new/", "cur/x", "../md/new/x", ".work/../new/x", "new/../cur", "..//new/x", "/etc/passwd"})
+        CHECK_FALSE(maildir::holds(md.get(), bad));
+}
+
+TEST_CASE("delivery journal: remembers within the window, expires, survives a broken file") {
+    TempDir dir;
+    std::uint64_t now = 1'000'000;
+    auto clock = [&now] { return now; };
+    const std::string path = dir / "journal";
+    std::string id;
+    {
+        LmdbDeliveryJournal j(path, std::chrono::hours(1), clock);
+        id = j.id("joe@example.com", "Return-Path: <a@b>\n", "Subject: x\n\nhi\n");
+        CHECK(id.size() == 16);
+        // Any part that differs makes another message; the boundaries count.
+        CHECK(j.id("joe@example.co", "mReturn-Path: <a@b>\n", "Subject: x\n\nhi\n") != id);
+        CHECK(j.id("joe@example.com", "Return-Path: <a@b>\n", "Subject: x\n\nhi!\n") != id);
+        CHECK(j.id("jim@example.com", "Return-Path: <a@b>\n", "Subject: x\n\nhi\n") != id);
+        CHECK(j.id("joe@example.com", "Return-Path: <a@b>\n", "Subject: x\n\nhi\n") == id);
+        CHECK_FALSE(j.find(id));
+        j.remember(id, {"/store/example.com/jo/joe", "new/123.M1P2Q3.host,S=20"});
+        auto e = j.find(id);
+        REQUIRE(e);
+        CHECK(e->mailbox == "/store/example.com/jo/joe");
+        CHECK(e->file == "new/123.M1P2Q3.host,S=20");
+    }
+    {
+        // Opened again (a restart): still there until the window is over.
+        LmdbDeliveryJournal j(path, std::chrono::hours(1), clock);
+        now += 3600;
+        CHECK(j.find(id));
+        now += 1;
+        CHECK_FALSE(j.find(id));
+        std::string young = j.id("ann@example.com", "", "x");
+        j.remember(young, {"/m", "new/y"});
+        CHECK(j.expire() == 1);
+        CHECK(j.find(young));
+        CHECK(j.expire() == 0);
+    }
+    // A journal LMDB cannot read is moved aside and begun anew.
+    spit(path + "/data.mdb", std::string(8192, 'x'));
+    LmdbDeliveryJournal j(path, std::chrono::hours(1), clock);
+    CHECK_FALSE(j.find(id));
+    j.remember(id, {"/m", "new/z"});
+    CHECK(j.find(id));
+    CHECK(list(dir.path).size() == 2);
+    // A relative path is refused.
+    CHECK_THROWS_WITH(LmdbDeliveryJournal("relative", std::chrono::hours(1)),
+                      doctest::Contains("absolute path"));
 }
 
 TEST_CASE("maildir delivery: folders, symbolic links, recounts") {
