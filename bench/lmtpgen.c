@@ -11,7 +11,10 @@
  *
  * Transaction t goes to addresses (t*R .. t*R+R-1) mod A of ADDRESS_FILE
  * (one per line) with message t mod M of MESSAGE_DIR (LF line ends; sent
- * with CRLF and dots doubled). Prints one line: conns=... rcpts=...
+ * with CRLF and dots doubled), after a Received: line naming the run and
+ * the transaction, as Postfix's queue file has one with its queue id: no
+ * two transactions send the same bytes, so a server's duplicate
+ * suppression never mistakes load for a message sent again. Prints one line: conns=... rcpts=...
  * transactions=... deliveries=... seconds=... per_s=... (deliveries per
  * second) p50_ms=... p99_ms=... (per transaction) failures=... (replies
  * other than 2xx).
@@ -40,6 +43,7 @@ static size_t naddrs;
 static char **msgs;      /* DATA encoded, ".\r\n" included */
 static size_t *msglens, nmsgs;
 static atomic_long next_txn, failures;
+static long run_id;  /* distinguishes this run's Received: lines from others' */
 
 struct worker {
     pthread_t thread;
@@ -164,7 +168,12 @@ static void *run(void *arg) {
         }
         int data = read_reply(c);
         if (data == 354) {
-            if (!write_all(c->fd, msgs[t % nmsgs], msglens[t % nmsgs])) goto lost;
+            char received[160];
+            int rn = snprintf(received, sizeof received,
+                              "Received: by bench.example (lmtpgen) id R%ldT%ld;\r\n\tFri, 4 Dec 2026 12:00:00 +0000\r\n",
+                              run_id, t);
+            if (!write_all(c->fd, received, (size_t)rn) || !write_all(c->fd, msgs[t % nmsgs], msglens[t % nmsgs]))
+                goto lost;
             for (int r = 0; r < accepted; ++r) {
                 int code = read_reply(c);
                 if (code < 0) goto lost;
@@ -228,6 +237,7 @@ static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *
 
 int main(int argc, char **argv) {
     const char *dir = NULL, *addr_file = NULL;
+    run_id = (long)time(NULL) * 100000 + (long)getpid() % 100000;
     int opt;
     while ((opt = getopt(argc, argv, "p:u:c:r:n:m:a:")) != -1) {
         switch (opt) {

@@ -18,7 +18,9 @@ machine. deliver_spawn (bench/deliver_spawn.c) starts each process.
 LMTP: maildir_deliver --lmtp against Dovecot's LMTP service (Maildir++
 quota, mail_fsync=optimized) at 1, 4 and 16 connections with 1 and 5
 recipients per transaction (64 mailboxes), by lmtpgen (bench/lmtpgen.c),
-each configuration interleaved over several rounds; medians reported.
+each configuration interleaved over several rounds; medians reported. A
+third server, maildir_deliver with deliver_lmtp_duplicate_window = 0, runs
+in the same rounds to show what the delivery journal costs.
 
     python3 bench/maildir_deliver_bench.py [--messages 2000] [--block 100]
         [--lmtp-deliveries 1200] [--rounds 3]
@@ -120,6 +122,13 @@ def main():
         cf = mailgrid_cf(lab, {"deliver_root": store, "deliver_server_host": "ldif:" + ldif,
                                "deliver_search_base": SUFFIX, "deliver_lmtp_threads": "16",
                                "deliver_lmtp_listen": f"inet:127.0.0.1:{lmtp_port}"})
+        # The same server without its delivery journal, for what the
+        # journal (duplicate suppression after a lost reply) costs.
+        plain_port = free_port()
+        plain_cf = mailgrid_cf(lab, {"deliver_root": store, "deliver_server_host": "ldif:" + ldif,
+                                     "deliver_search_base": SUFFIX, "deliver_lmtp_threads": "16",
+                                     "deliver_lmtp_duplicate_window": "0",
+                                     "deliver_lmtp_listen": f"inet:127.0.0.1:{plain_port}"}, name="plain.cf")
         # Dovecot's mail belongs to nobody (it refuses uid 0); Dovecot's LMTP
         # keeps 4 processes ready, as a tuned site would.
         dovecot = Dovecot(lab, storage="100G", lmtp=True)
@@ -177,7 +186,9 @@ def main():
 
         if not a.skip_lmtp:
             server = lab.spawn("lmtp", [md_bin, "-c", cf, "--lmtp"])
+            plain = lab.spawn("lmtp-plain", [md_bin, "-c", plain_cf, "--lmtp"])
             wait_port(lmtp_port, 10)
+            wait_port(plain_port, 10)
             # Warm up: every mailbox exists before anything is timed.
             lmtpgen(lmtp_port, 1, 1, users, msgdir, addrs)
             lmtpgen(dovecot.lmtp_port, 1, 1, users, msgdir, addrs)
@@ -186,29 +197,30 @@ def main():
             for rnd in range(a.rounds):
                 for conns, rcpts in shapes:
                     txns = max(a.lmtp_deliveries // rcpts, conns * 4)
-                    pair = [("maildir_deliver", lmtp_port), ("dovecot", dovecot.lmtp_port)]
-                    if rnd % 2:
-                        pair.reverse()
+                    pair = [("maildir_deliver", lmtp_port), ("dovecot", dovecot.lmtp_port), ("plain", plain_port)]
+                    pair = pair[rnd % 3:] + pair[:rnd % 3]
                     for name, port in pair:
                         r = lmtpgen(port, conns, rcpts, txns, msgdir, addrs)
                         results.setdefault((name, conns, rcpts), []).append(r)
             assert server.alive(), server.stderr()
+            assert plain.alive(), plain.stderr()
             out.append("## LMTP\n")
             out.append(f"{a.rounds} rounds, interleaved; about {a.lmtp_deliveries} deliveries per run into 64 "
                        "Maildirs; medians. Latency is per transaction (MAIL to the last reply after DATA).\n")
             out.append("| connections | recipients/txn | maildir_deliver /s | Dovecot LMTP /s | ratio | "
-                       "ours p50 / p99 ms | Dovecot p50 / p99 ms |")
-            out.append("|---:|---:|---:|---:|---:|---:|---:|")
+                       "ours p50 / p99 ms | Dovecot p50 / p99 ms | without journal /s |")
+            out.append("|---:|---:|---:|---:|---:|---:|---:|---:|")
             worst = None
             for conns, rcpts in shapes:
                 ours = results[("maildir_deliver", conns, rcpts)]
                 dove = results[("dovecot", conns, rcpts)]
+                bare = results[("plain", conns, rcpts)]
                 med = lambda rs, k: statistics.median(float(r[k]) for r in rs)
                 ratio = med(ours, "per_s") / med(dove, "per_s")
                 worst = ratio if worst is None else min(worst, ratio)
                 out.append(f"| {conns} | {rcpts} | {med(ours, 'per_s'):.0f} | {med(dove, 'per_s'):.0f} | "
                            f"{ratio:.2f}x | {med(ours, 'p50_ms'):.1f} / {med(ours, 'p99_ms'):.1f} | "
-                           f"{med(dove, 'p50_ms'):.1f} / {med(dove, 'p99_ms'):.1f} |")
+                           f"{med(dove, 'p50_ms'):.1f} / {med(dove, 'p99_ms'):.1f} | {med(bare, 'per_s'):.0f} |")
             out.append("")
             out.append(f"Lowest ratio against Dovecot's LMTP: {worst:.2f}x (goal: 2x at every concurrency).\n")
             print("\n".join(out[-(len(shapes) + 6):]), flush=True)

@@ -105,21 +105,27 @@ void LmdbDeliveryJournal::open() {
     }
 }
 
-std::string LmdbDeliveryJournal::id(std::string_view recipient, std::string_view header,
-                                    std::string_view message) const {
+std::string LmdbDeliveryJournal::sha256(std::initializer_list<std::string_view> parts, std::size_t keep) const {
     std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
-    unsigned char digest[EVP_MAX_MD_SIZE];
+    bool ok = ctx && EVP_DigestInit_ex(ctx.get(), sha256_, nullptr) == 1;
+    // Each part's length first, so that no two sequences of parts hash alike.
+    for (auto part : parts) {
+        std::uint64_t size = part.size();
+        ok = ok && EVP_DigestUpdate(ctx.get(), &size, sizeof size) == 1 &&
+             EVP_DigestUpdate(ctx.get(), part.data(), part.size()) == 1;
+    }
+    unsigned char out[EVP_MAX_MD_SIZE];
     unsigned int n = 0;
-    // Lengths first, so that no two (recipient, header, message) hash alike.
-    std::uint64_t sizes[3] = {recipient.size(), header.size(), message.size()};
-    if (!ctx || EVP_DigestInit_ex(ctx.get(), sha256_, nullptr) != 1 ||
-        EVP_DigestUpdate(ctx.get(), sizes, sizeof sizes) != 1 ||
-        EVP_DigestUpdate(ctx.get(), recipient.data(), recipient.size()) != 1 ||
-        EVP_DigestUpdate(ctx.get(), header.data(), header.size()) != 1 ||
-        EVP_DigestUpdate(ctx.get(), message.data(), message.size()) != 1 ||
-        EVP_DigestFinal_ex(ctx.get(), digest, &n) != 1 || n < kIdBytes)
-        throw std::runtime_error("SHA-256 failed");
-    return std::string(reinterpret_cast<const char*>(digest), kIdBytes);
+    if (!ok || EVP_DigestFinal_ex(ctx.get(), out, &n) != 1 || n < keep) throw std::runtime_error("SHA-256 failed");
+    return std::string(reinterpret_cast<const char*>(out), keep);
+}
+
+std::string LmdbDeliveryJournal::digest(std::string_view header, std::string_view message) const {
+    return sha256({header, message}, 32);
+}
+
+std::string LmdbDeliveryJournal::id(std::string_view recipient, const std::string& digest) const {
+    return sha256({recipient, digest}, kIdBytes);
 }
 
 std::optional<DeliveryJournal::Entry> LmdbDeliveryJournal::find(const std::string& id) {

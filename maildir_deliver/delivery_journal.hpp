@@ -1,6 +1,7 @@
 // delivery_journal - the DeliveryJournal of the LMTP server, in LMDB.
 //
-// Key: 16 bytes of SHA-256 over recipient, header and message; value: the
+// Key: 16 bytes of SHA-256 over the recipient and the SHA-256 of header and
+// message; value: the
 // time (8 bytes, little endian), the Maildir's path, NUL, the file in it.
 // It is written before the message is linked into new/ and is never
 // fsync'd per delivery (MDB_NOSYNC, flushed every half minute): a killed
@@ -16,6 +17,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -38,7 +40,8 @@ public:
     LmdbDeliveryJournal(const LmdbDeliveryJournal&) = delete;
     LmdbDeliveryJournal& operator=(const LmdbDeliveryJournal&) = delete;
 
-    std::string id(std::string_view recipient, std::string_view header, std::string_view message) const override;
+    std::string digest(std::string_view header, std::string_view message) const override;
+    std::string id(std::string_view recipient, const std::string& digest) const override;
     std::optional<Entry> find(const std::string& id) override;
     void remember(const std::string& id, const Entry& entry) override;
 
@@ -53,6 +56,7 @@ public:
     const std::string& path() const { return path_; }
 
 private:
+    std::string sha256(std::initializer_list<std::string_view> parts, std::size_t keep) const;
     void open();
     void close();
 

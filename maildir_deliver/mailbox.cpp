@@ -491,6 +491,7 @@ std::vector<Outcome> MailboxStore::deliver_all(const std::vector<std::pair<Recip
     std::vector<maildir::Delivery> deliveries;
     std::vector<std::size_t> which;
     fds.reserve(to.size());
+    const std::string digest = journal_ ? journal_->digest(header, message) : std::string();
     for (std::size_t i = 0; i < to.size(); ++i) {
         const auto& [r, t] = to[i];
         auto md = open_mailbox(t, out[i]);
@@ -500,7 +501,7 @@ std::vector<Outcome> MailboxStore::deliver_all(const std::vector<std::pair<Recip
             // Remembered before it is linked, the message can be looked
             // for when it comes again; only if it is still there (or was
             // moved to cur/) was its reply the one lost.
-            std::string id = journal_->id(r.address, header, message);
+            std::string id = journal_->id(r.address, digest);
             if (auto seen = journal_->find(id); seen && seen->mailbox == t.mailbox && maildir::holds(md->get(), seen->file)) {
                 Outcome& o = out[i];
                 o.kind = Outcome::Kind::Delivered;

@@ -75,8 +75,10 @@ struct Target {
 class DeliveryJournal {
 public:
     virtual ~DeliveryJournal() = default;
-    // The message's name: a digest of recipient, header and message.
-    virtual std::string id(std::string_view recipient, std::string_view header, std::string_view message) const = 0;
+    // A digest of header and message, made once per message ...
+    virtual std::string digest(std::string_view header, std::string_view message) const = 0;
+    // ... and the name of its delivery to one recipient.
+    virtual std::string id(std::string_view recipient, const std::string& digest) const = 0;
     struct Entry {
         std::string mailbox;  // the Maildir's path
         std::string file;     // "new/NAME" or ".folder/new/NAME" in it
