@@ -71,6 +71,7 @@ int run_query(Tablemap& tm, asio::io_context& io, const std::string& key, std::s
         },
         asio::detached);
     io.run();
+    finish_blocking_work();
     status = any_temp ? EX_TEMPFAIL : (any_found ? 0 : 1);
     return status;
 }

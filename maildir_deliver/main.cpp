@@ -159,6 +159,7 @@ int main(int argc, char** argv) {
             },
             asio::detached);
         io.run();
+        finish_blocking_work();
         return status;
     }
     if (serving) return serve(io, config, *agent, metrics);

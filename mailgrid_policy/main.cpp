@@ -68,6 +68,7 @@ int run_query(PolicyEngine& engine, asio::io_context& io) {
         },
         asio::detached);
     io.run();
+    finish_blocking_work();
     return status;
 }
 
@@ -179,5 +180,6 @@ int main(int argc, char** argv) {
     });
     io.run();
     milter->stop();
+    finish_blocking_work();
     return 0;
 }

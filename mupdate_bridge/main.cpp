@@ -62,6 +62,7 @@ int run_tool(asio::io_context& io, F body) {
         io.stop();
     });
     io.run();
+    finish_blocking_work();
     return status;
 }
 

@@ -73,6 +73,7 @@ int main(int argc, char** argv) {
             },
             asio::detached);
         io.run();
+        finish_blocking_work();
         return status;
     }
 

@@ -141,6 +141,7 @@ void run_until_signal(asio::io_context& io, std::function<void()> on_stop, std::
         t->async_wait([&io, t](const asio::error_code&) { io.stop(); });
     });
     io.run();
+    finish_blocking_work();
 }
 
 int report_check(const std::string& program, const std::vector<std::string>& warnings,

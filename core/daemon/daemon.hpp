@@ -52,7 +52,8 @@ void serve_metrics(Server& server, const SuiteConfig& c, const std::string& para
                    std::function<bool()> healthy = {});
 
 // Runs the loop until SIGTERM or SIGINT; on_stop runs first, on_reload on
-// SIGHUP.
+// SIGHUP. Returns once the blocking pool's jobs are done too
+// (finish_blocking_work).
 void run_until_signal(asio::io_context& io, std::function<void()> on_stop, std::function<void()> on_reload);
 
 // Prints --check findings; returns the exit status (0 or 78).

@@ -27,6 +27,14 @@ namespace mailgrid {
 // set-up, password hashing, file loading.
 asio::thread_pool& blocking_pool();
 
+// Waits until the jobs still on the blocking pool (an LDAP connect to a
+// server that is down takes up to its timeout) have finished, and ends the
+// pool. Their completions are posted to the io_context that awaits them:
+// call this before that io_context is destroyed, or a job that finishes
+// later posts to freed memory. At the end of a program only: run_blocking
+// runs nothing afterwards.
+void finish_blocking_work();
+
 // GCC 12 destroys aggregate temporaries (brace-initialised structs,
 // lambdas) that appear inside a co_await expression twice. Name them first:
 //     auto job = [..] { .. };

@@ -224,6 +224,15 @@ result_attribute = maildrop
             time.sleep(1.2)  # cached locations expire (cache_ttl = 1s)
             self.assertIn("Temporary", self.auth(Auth_User="carol", Auth_Pass="carolpw")["auth-status"])
             self.assertEqual(http_get(self.port, "/v1/locate/carol")[0], 503)
+            # From the shell too: a temporary failure every time, never a
+            # crash (LDAP connects still in flight at exit once were).
+            for _ in range(20):
+                r = subprocess.run([binary("webmail_locator"), "-c", "/dev/null", "-o", "locator_mech=ldif:" + USERS,
+                                    "-o", f"locator_sources=maildrop={self.lab.path('locate.cf')}",
+                                    "-o", f"locator_backend_map={self.lab.path('backends')}", "locate", "carol"],
+                                   capture_output=True, text=True, timeout=30)
+                self.assertEqual(r.returncode, 75, r.stderr)
+                self.assertIn("LDAP server unavailable", r.stderr)
         finally:
             self.slapd.start()
         time.sleep(0.5)
