@@ -67,6 +67,15 @@ maildir::Fd open_dir(const std::string& path) {
     return std::move(o.fd);
 }
 
+// dir/md made into an empty Maildir, open.
+maildir::Fd new_maildir(const TempDir& dir) {
+    ::mkdir((dir / "md").c_str(), 0700);
+    auto md = open_dir(dir / "md");
+    int e = 0;
+    REQUIRE(maildir::make_maildir(md.get(), false, &e));
+    return md;
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------- names
@@ -401,10 +410,7 @@ TEST_CASE("LMTP: paths and DATA encoding") {
 
 TEST_CASE("maildir delivery: tmp, fsync, link into new/, quota line") {
     TempDir dir;
-    ::mkdir((dir / "md").c_str(), 0700);
-    auto md = open_dir(dir / "md");
-    int e = 0;
-    REQUIRE(maildir::make_maildir(md.get(), false, &e));
+    auto md = new_maildir(dir);
     CHECK(maildir::is_maildir(md.get()));
     maildir::DeliveryOptions o;
     o.limit = maildirsize::Limit{100, 0};
@@ -434,10 +440,7 @@ TEST_CASE("maildir delivery: tmp, fsync, link into new/, quota line") {
 
 TEST_CASE("maildir delivery: the name is announced before the link, and found after a reader moved it") {
     TempDir dir;
-    ::mkdir((dir / "md").c_str(), 0700);
-    auto md = open_dir(dir / "md");
-    int e = 0;
-    REQUIRE(maildir::make_maildir(md.get(), false, &e));
+    auto md = new_maildir(dir);
     std::vector<std::string> announced;
     maildir::DeliveryOptions o;
     o.before_link = [&](const std::string& file) {
@@ -567,10 +570,7 @@ TEST_CASE("maildir delivery: folders, symbolic links, recounts") {
 
 TEST_CASE("maildir delivery: concurrent deliveries keep maildirsize exact") {
     TempDir dir;
-    ::mkdir((dir / "md").c_str(), 0700);
-    auto md = open_dir(dir / "md");
-    int e = 0;
-    REQUIRE(maildir::make_maildir(md.get(), false, &e));
+    auto md = new_maildir(dir);
     // A small file limit forces recounts while others append.
     std::vector<std::thread> threads;
     for (int t = 0; t < 8; ++t)
@@ -629,10 +629,7 @@ TEST_CASE("maildir delivery: one message for several Maildirs, written once") {
 
 TEST_CASE("maildir purge: old unflagged mail in cur/ only") {
     TempDir dir;
-    ::mkdir((dir / "md").c_str(), 0700);
-    auto md = open_dir(dir / "md");
-    int e = 0;
-    REQUIRE(maildir::make_maildir(md.get(), false, &e));
+    auto md = new_maildir(dir);
     spit(dir / "md/maildirsize", "0S\n300 3\n");
     spit(dir / "md/cur/1.M1P1.h,S=100:2,S", "x");
     spit(dir / "md/cur/2.M1P1.h,S=100:2,FS", "x");
