@@ -6,6 +6,8 @@ keys, shuffled. Through the same client, `postmap -q - TABLE < keys`:
   - Postfix's own ldap: table on the same .cf file,
   - ldap_tablemap over tcp_table and socketmap, cold cache and warm,
   - a trivial in-memory tcp_table responder (the ceiling through postmap).
+  - ldap_tablemap with ldap_replica_base (an in-memory copy kept by RFC 4533
+    sync) and its lookup cache off,
 Under 64 concurrent persistent clients (bench/loadgen.c):
   - slapd queried directly, ldap_tablemap cold and warm, the trivial responder.
 Prints a Markdown report with the ratios.
@@ -23,7 +25,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests", "integration"))
-from harness import BUILD, SUFFIX, Lab, Postfix, Slapd, binary, free_port, start_tablemap, wait_port  # noqa: E402
+from harness import (BUILD, SUFFIX, Lab, Postfix, Slapd, binary, free_port, start_tablemap, wait_for,  # noqa: E402
+                     wait_port)
 
 CF = """server_host = {server}
 search_base = {suffix}
@@ -102,6 +105,22 @@ def main():
                                      "-o", "cache_negative_ttl=1h"], [tcp, sm], name=f"tm{tcp}")
             return p, tcp, sm
 
+        replica_notes = []
+
+        def replica():
+            tcp, sm = free_port(), free_port()
+            t0 = time.monotonic()
+            p = start_tablemap(lab, ["--table", f"virtual={cf}", "--tcp", f"virtual=127.0.0.1:{tcp}",
+                                     "--socketmap", f"127.0.0.1:{sm}", "-o", "tablemap_style=virtual=exact",
+                                     "-o", "cache_size=0", "-o", f"ldap_replica_base={SUFFIX}"], [tcp, sm],
+                               name=f"tr{tcp}")
+            wait_for(lambda: "in service" in p.stderr(), 120, what="the replica")
+            ready = time.monotonic() - t0
+            with open(f"/proc/{p.pid}/status") as f:
+                rss = next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
+            replica_notes.append((ready, rss / 1024))
+            return p, tcp, sm
+
         n = len(keys)
 
         def median(xs):
@@ -112,7 +131,8 @@ def main():
         # median round counts: this machine's speed drifts over minutes.
         names = ["Postfix ldap: (direct to slapd)", "trivial in-memory tcp_table (ceiling)",
                  "ldap_tablemap tcp_table, cold cache", "ldap_tablemap tcp_table, warm cache",
-                 "ldap_tablemap socketmap, cold cache", "ldap_tablemap socketmap, warm cache"]
+                 "ldap_tablemap socketmap, cold cache", "ldap_tablemap socketmap, warm cache",
+                 "ldap_tablemap tcp_table, replica, cache off", "ldap_tablemap socketmap, replica, cache off"]
         times = {k: [] for k in names}
         found = {}
         for _ in range(a.rounds):
@@ -129,6 +149,12 @@ def main():
                 e, found[name] = postmap_run(pf, f"socketmap:inet:127.0.0.1:{sm}:virtual", keys_file)
                 times[name].append(e)
             p.stop()
+            p, tcp, sm = replica()
+            e, found[names[6]] = postmap_run(pf, f"tcp:127.0.0.1:{tcp}", keys_file)
+            times[names[6]].append(e)
+            e, found[names[7]] = postmap_run(pf, f"socketmap:inet:127.0.0.1:{sm}:virtual", keys_file)
+            times[names[7]].append(e)
+            p.stop()
 
         rate = {k: n / median(v) for k, v in times.items()}
         ldap_rate, ceiling = rate[names[0]], rate[names[1]]
@@ -143,7 +169,7 @@ def main():
 
         lg_names = ["slapd queried directly (LDAP search)", "trivial in-memory tcp_table (ceiling)",
                     "ldap_tablemap tcp_table, cold cache", "ldap_tablemap tcp_table, warm cache",
-                    "ldap_tablemap socketmap, warm cache"]
+                    "ldap_tablemap socketmap, warm cache", "ldap_tablemap tcp_table, replica, cache off"]
         lg = {k: [] for k in lg_names}
         for _ in range(a.rounds):
             lg[lg_names[0]].append(loadgen(["-m", "ldap", "-p", slapd.port, "-c", a.conns, "-k", keys_file,
@@ -154,6 +180,9 @@ def main():
             lg[lg_names[3]].append(loadgen(["-m", "tcp", "-p", tcp, "-c", a.conns, "-k", keys_file]))
             lg[lg_names[4]].append(loadgen(["-m", "socketmap", "-p", sm, "-c", a.conns, "-k", keys_file,
                                             "-n", "virtual"]))
+            p.stop()
+            p, tcp, sm = replica()
+            lg[lg_names[5]].append(loadgen(["-m", "tcp", "-p", tcp, "-c", a.conns, "-k", keys_file]))
             p.stop()
         pick = {k: sorted(v, key=lambda r: float(r["rps"]))[len(v) // 2] for k, v in lg.items()}
         direct = float(pick[lg_names[0]]["rps"])
@@ -171,6 +200,8 @@ def main():
                 cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
         except (OSError, StopIteration):
             pass
+        out.append(f"\nReplica: in service {median([r[0] for r in replica_notes]):.1f} s after start "
+                   f"(refresh of {a.users:,} entries), resident size then {median([r[1] for r in replica_notes]):.0f} MiB.")
         out.append(f"\nMachine: {os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}; "
                    f"slapd loaded {a.users:,} users in {load_s:.1f} s.")
     finally:

@@ -74,7 +74,8 @@ Tablemap::Tablemap(asio::io_context& io, const SuiteConfig& config, MetricsRegis
     : io_(io), config_(config), metrics_(metrics) {
     defs_ = table_definitions(config_);
     directories_ = std::make_unique<DirectoryRegistry>(io_, DirectoryRegistry::pool_options(config_),
-                                                       config_.get_duration("ldif_reload_interval"), metrics_);
+                                                       config_.get_duration("ldif_reload_interval"), metrics_,
+                                                       DirectoryRegistry::replica_options(config_));
     if (with_cache) {
         if (auto ro = RedisOptions::from_config(config_)) redis_ = std::make_unique<RedisClient>(io_, *ro);
         cache_.enabled = true;

@@ -58,7 +58,8 @@ void Agent::open_directory() {
         pool.bind_connections = 1;
         pool.spin = std::chrono::microseconds(0);
     }
-    directories_ = std::make_unique<DirectoryRegistry>(io_, pool, config_.get_duration("ldif_reload_interval"), metrics_);
+    directories_ = std::make_unique<DirectoryRegistry>(io_, pool, config_.get_duration("ldif_reload_interval"), metrics_,
+                                                       DirectoryRegistry::replica_options(config_));
     directory_ = directories_->for_table(query_);
 }
 

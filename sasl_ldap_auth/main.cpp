@@ -87,7 +87,8 @@ int main(int argc, char** argv) {
         std::shared_ptr<Directory> dir;
         auto pool = DirectoryRegistry::pool_options(config);
         pool.bind_connections = static_cast<int>(config.get_int("saslauth_concurrency", 1, 10000));
-        directories = std::make_unique<DirectoryRegistry>(io, pool, config.get_duration("ldif_reload_interval"), &metrics);
+        directories = std::make_unique<DirectoryRegistry>(io, pool, config.get_duration("ldif_reload_interval"), &metrics,
+                                                       DirectoryRegistry::replica_options(config));
         if (to_lower(m).rfind("ldif:", 0) == 0) {
             // The embedded directory: saslauthd.conf is optional (filter,
             // search base, method); the servers in it are not used.

@@ -49,7 +49,8 @@ Locator::Locator(asio::io_context& io, const SuiteConfig& config, MetricsRegistr
 
 void Locator::load(std::vector<std::string>& warnings) {
     auto pool = DirectoryRegistry::pool_options(config_);
-    directories_ = std::make_unique<DirectoryRegistry>(io_, pool, config_.get_duration("ldif_reload_interval"), metrics_);
+    directories_ = std::make_unique<DirectoryRegistry>(io_, pool, config_.get_duration("ldif_reload_interval"), metrics_,
+                                                       DirectoryRegistry::replica_options(config_));
     if (auto ro = RedisOptions::from_config(config_)) redis_ = std::make_unique<RedisClient>(io_, *ro);
 
     CacheSetup cache;

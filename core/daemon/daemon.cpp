@@ -46,6 +46,11 @@ const std::vector<ParamSpec>& common_params() {
         {"ldap_reconnect_delay", "1s", "wait after a failed LDAP connect before trying again"},
         {"ldap_tcp_keepalive", "yes", "TCP keepalive on LDAP connections"},
         {"ldap_idle_spin", "100us", "when only one search is waiting, poll for its answer this long before sleeping"},
+        {"ldap_replica_base", "",
+         "answer searches under this DN from an in-memory copy kept current by RFC 4533 sync (slapd's syncprov); "
+         "empty = ask the server every time"},
+        {"ldap_replica_probe", "5s", "the replica's connection must answer a probe this often, or it leaves service"},
+        {"ldap_replica_retry", "5s", "wait after a failed or lost sync before a new refresh"},
         {"ldif_reload_interval", "1s", "how often the embedded directory's file is checked for changes"},
     };
     return specs;

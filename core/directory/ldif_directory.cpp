@@ -17,6 +17,19 @@
 
 namespace mailgrid {
 
+Entry project_entry(const Entry& e, const std::vector<std::string>& attributes) {
+    Entry out;
+    out.dn = e.dn;
+    if (attributes.size() == 1 && attributes[0] == "1.1") return out;
+    for (const auto& a : e.attributes) {
+        bool wanted = attributes.empty();
+        for (const auto& w : attributes)
+            if (w == "*" || attribute_matches(w, a.name)) { wanted = true; break; }
+        if (wanted) out.attributes.push_back(a);
+    }
+    return out;
+}
+
 std::shared_ptr<LdifSnapshot> LdifSnapshot::load(const std::string& path, std::vector<std::string>& errors) {
     std::ifstream in(path, std::ios::binary);
     if (!in) throw std::runtime_error(path + ": cannot open: " + std::strerror(errno));
@@ -52,6 +65,12 @@ const Entry* LdifSnapshot::find_dn(std::string_view dn) const {
     if (!n) return nullptr;
     auto it = by_dn_.find(*n);
     return it == by_dn_.end() ? nullptr : &entries_[it->second];
+}
+
+std::vector<std::string> LdifSnapshot::indexed_attributes() const {
+    std::vector<std::string> names;
+    for (const auto& [attr, idx] : indexes_) names.push_back(attr);
+    return names;
 }
 
 const std::unordered_map<std::string, std::vector<std::uint32_t>>& LdifSnapshot::index(const std::string& attr) const {
@@ -151,18 +170,7 @@ SearchResult LdifSnapshot::search(const SearchRequest& req) const {
             r.error = "size limit exceeded";
             return false;
         }
-        Entry out;
-        out.dn = e.dn;
-        bool none = req.attributes.size() == 1 && req.attributes[0] == "1.1";
-        if (!none) {
-            for (const auto& a : e.attributes) {
-                bool wanted = req.attributes.empty();
-                for (const auto& w : req.attributes)
-                    if (w == "*" || attribute_matches(w, a.name)) { wanted = true; break; }
-                if (wanted) out.attributes.push_back(a);
-            }
-        }
-        r.entries.push_back(std::move(out));
+        r.entries.push_back(project_entry(e, req.attributes));
         return true;
     };
 

@@ -18,6 +18,10 @@
 
 namespace mailgrid {
 
+// The entry as a search asking for these attributes returns it (empty =
+// all, "1.1" = none, "*" = all user attributes).
+Entry project_entry(const Entry& e, const std::vector<std::string>& attributes);
+
 class LdifSnapshot {
 public:
     static std::shared_ptr<LdifSnapshot> load(const std::string& path, std::vector<std::string>& errors);
@@ -26,6 +30,10 @@ public:
     SearchResult search(const SearchRequest& req) const;
     std::size_t size() const { return entries_.size(); }
     const Entry* find_dn(std::string_view dn) const;
+    // Equality indexes are built on first use; a copy that replaces this
+    // one can build the same ones before it goes into service.
+    std::vector<std::string> indexed_attributes() const;
+    void build_index(const std::string& attr) const { index(attr); }
 
 private:
     std::vector<std::uint32_t> candidates(const Filter& f, bool& all) const;

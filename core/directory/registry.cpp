@@ -1,6 +1,8 @@
 #include "directory/registry.hpp"
 
 #include "config/suite_config.hpp"
+#include "directory/dn.hpp"
+#include "util/strings.hpp"
 
 namespace mailgrid {
 
@@ -20,16 +22,24 @@ std::shared_ptr<Directory> DirectoryRegistry::ldif(const std::string& path) {
 std::shared_ptr<Directory> DirectoryRegistry::ldap(const ServerSet& servers) {
     auto& slot = ldap_[servers.key()];
     if (!slot) slot = std::make_shared<LdapDirectory>(io_, servers, pool_, metrics_);
-    return slot;
+    if (replica_.base.empty()) return slot;
+    auto& replica = replicas_[servers.key()];
+    if (!replica) {
+        replica = std::make_shared<ReplicaDirectory>(io_, servers, slot, replica_, metrics_);
+        if (watching_) replica->start();
+    }
+    return replica;
 }
 
 void DirectoryRegistry::start_watching() {
     if (watching_) return;
     watching_ = true;
     for (auto& [p, d] : ldif_) d->start_watching();
+    for (auto& [k, r] : replicas_) r->start();
 }
 
 void DirectoryRegistry::shutdown() {
+    for (auto& [k, r] : replicas_) r->shutdown();
     for (auto& [k, d] : ldap_) d->shutdown();
 }
 
@@ -44,6 +54,16 @@ LdapPoolOptions DirectoryRegistry::pool_options(const SuiteConfig& c) {
     o.reconnect_delay = c.get_duration("ldap_reconnect_delay");
     o.tcp_keepalive = c.get_bool("ldap_tcp_keepalive");
     o.spin = c.get_duration_us("ldap_idle_spin");
+    return o;
+}
+
+ReplicaOptions DirectoryRegistry::replica_options(const SuiteConfig& c) {
+    ReplicaOptions o;
+    o.base = c.get("ldap_replica_base");
+    if (!o.base.empty() && !normalize_dn(o.base)) c.fail("ldap_replica_base", "not a DN: " + printable(o.base, 200));
+    o.probe_interval = c.get_duration("ldap_replica_probe");
+    o.probe_timeout = c.get_duration("ldap_probe_timeout");
+    o.retry_delay = c.get_duration("ldap_replica_retry");
     return o;
 }
 

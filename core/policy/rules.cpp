@@ -300,7 +300,8 @@ void PolicyEngine::load(std::vector<std::string>& warnings) {
 void PolicyEngine::open() {
     if (directory_configured_ && !directory_) {
         directories_ = std::make_unique<DirectoryRegistry>(io_, DirectoryRegistry::pool_options(config_),
-                                                           config_.get_duration("ldif_reload_interval"), metrics_);
+                                                           config_.get_duration("ldif_reload_interval"), metrics_,
+                                                       DirectoryRegistry::replica_options(config_));
         directory_ = directories_->for_table(query_);
     }
     if (!redis_)

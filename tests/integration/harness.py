@@ -220,7 +220,7 @@ class Lab:
 class Slapd:
     """OpenLDAP slapd with the mail suite schema and an mdb database."""
 
-    def __init__(self, lab, ldif_files=(), port=None, name="slapd", tls=False, host=LOCAL):
+    def __init__(self, lab, ldif_files=(), port=None, name="slapd", tls=False, host=LOCAL, syncprov=True):
         need("/usr/sbin/slapd", "/usr/sbin/slapadd", "ldapadd")
         self.lab = lab
         self.name = name
@@ -256,6 +256,7 @@ pidfile {self.dir}/slapd.pid
 modulepath /usr/lib/ldap
 moduleload back_mdb
 {"moduleload pw-sha2" if os.path.exists("/usr/lib/ldap/pw-sha2.so") else ""}
+{"moduleload syncprov" if syncprov else ""}
 sizelimit unlimited
 threads 8
 database mdb
@@ -266,8 +267,10 @@ rootpw {ADMIN_PW}
 directory {self.dir}/db
 index objectClass eq
 index uid,mail,mailacceptinggeneralid,maildrop,cn eq
+{"index entryCSN,entryUUID eq" if syncprov else ""}
 access to attrs=userPassword by anonymous auth by self write by * none
 access to * by * read
+{"overlay syncprov" if syncprov else ""}
 """
             )
         for ldif in ldif_files:

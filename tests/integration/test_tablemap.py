@@ -429,6 +429,125 @@ class IdleConnections(LabTestCase):
         self.assertEqual(tcp_lookup(self.tcp, "alice@example.com")[0], 200)
 
 
+def replica_in_service(metrics_port):
+    body = http_get(metrics_port, "/metrics")[2]
+    m = re.search(r'mailgrid_ldap_replica_in_service\{[^}]*\} (\S+)', body)
+    return m is not None and float(m.group(1)) == 1
+
+
+def replica_searches(metrics_port, answered):
+    body = http_get(metrics_port, "/metrics")[2]
+    m = re.search(r'mailgrid_ldap_replica_searches_total\{[^}]*answered="%s"\} (\d+)' % answered, body)
+    return int(m.group(1)) if m else 0
+
+
+class Replica(LabTestCase):
+    """ldap_replica_base: lookups answered from an in-memory copy kept by
+    RFC 4533 sync with slapd's syncprov. The answers must be those of ldap:,
+    changes must show within moments, and an outage or a silent network
+    must take the copy out of service, never serve "not found"."""
+
+    @classmethod
+    def setUpLab(cls):
+        lab = cls.lab
+        cls.slapd = Slapd(lab, [USERS])
+        cls.proxy = FaultProxy(lab, cls.slapd.port)
+        cls.cf = virtual_cf(lab, "virtual.cf", f"ldap://127.0.0.1:{cls.proxy.port}/", timeout=2)
+        cls.tcp, cls.metrics = free_port(), free_port()
+        cls.tm = start_tablemap(lab, [
+            "--table", f"virtual={cls.cf}", "--tcp", f"virtual=127.0.0.1:{cls.tcp}",
+            "-o", "tablemap_style=virtual=exact", "-o", "cache_size=0", "-o", f"ldap_replica_base={SUFFIX}",
+            "-o", "ldap_replica_probe=1s", "-o", "ldap_probe_timeout=1s", "-o", "ldap_replica_retry=200ms",
+            "-o", "ldap_reconnect_delay=200ms", "-o", f"tablemap_metrics=127.0.0.1:{cls.metrics}",
+        ], [cls.tcp, cls.metrics])
+        wait_for(lambda: replica_in_service(cls.metrics), 15, what="the replica to be in service")
+
+    def wait_in_service(self):
+        wait_for(lambda: replica_in_service(self.metrics), 15, what="the replica to be in service")
+
+    def test_1_answers_are_those_of_ldap(self):
+        pf = Postfix(self.lab, name="postmap", start=False)
+        before = replica_searches(self.metrics, "replica")
+        direct = virtual_cf(self.lab, "direct.cf", self.slapd.uri)
+        rc, reference, err = pf.postmap_q_stdin(COMPARE_KEYS, "ldap:" + direct)
+        self.assertEqual(rc, 0, err)
+        self.assertGreaterEqual(reference.count("\n"), 8)  # the comparison is not vacuous
+        rc, answers, err = pf.postmap_q_stdin(COMPARE_KEYS, f"tcp:127.0.0.1:{self.tcp}")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(answers, reference)
+        self.assertGreaterEqual(replica_searches(self.metrics, "replica") - before, len(COMPARE_KEYS) - 2)
+        self.assertIn("in service", self.tm.stderr())
+
+    def test_2_changes_show_within_a_second(self):
+        def answer(key):
+            code, text = tcp_lookup(self.tcp, key)
+            return (code, text) if code == 200 else (code, "")
+
+        def within(expected, key, what):
+            t0 = time.monotonic()
+            wait_for(lambda: answer(key) == expected, 5, what=what)
+            self.assertLess(time.monotonic() - t0, 1.0, what)
+
+        dn = f"uid=alice,ou=people,{SUFFIX}"
+        self.slapd.modify(f"dn: {dn}\nchangetype: modify\nreplace: maildrop\nmaildrop: alice@mail09.example.com\n")
+        within((200, "alice@mail09.example.com"), "alice@example.com", "a modified entry")
+        self.slapd.modify(f"dn: uid=newbie,ou=people,{SUFFIX}\nchangetype: add\nobjectClass: inetOrgPerson\n"
+                          "objectClass: mailSuiteRecipient\nuid: newbie\ncn: N\nsn: N\n"
+                          "mailacceptinggeneralid: newbie@example.com\nmaildrop: newbie@mail03.example.com\n")
+        within((200, "newbie@mail03.example.com"), "newbie@example.com", "an added entry")
+        self.slapd.modify(f"dn: uid=newbie,ou=people,{SUFFIX}\nchangetype: modrdn\nnewrdn: uid=renamed\n"
+                          "deleteoldrdn: 1\n")
+        within((200, "newbie@mail03.example.com"), "newbie@example.com", "a renamed entry")
+        self.assertIn(f"uid=renamed,ou=people,{SUFFIX}", self.slapd.search(SUFFIX, "sub", "(uid=renamed)", "1.1"))
+        self.slapd.modify(f"dn: uid=renamed,ou=people,{SUFFIX}\nchangetype: delete\n")
+        within((500, ""), "newbie@example.com", "a deleted entry")
+        self.slapd.modify(f"dn: {dn}\nchangetype: modify\nreplace: maildrop\nmaildrop: alice@mail01.example.com\n")
+        within((200, "alice@mail01.example.com"), "alice@example.com", "the entry modified back")
+
+    def test_3_stopped_directory_is_temporary(self):
+        self.slapd.stop()
+        try:
+            codes = set()
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                code = tcp_lookup(self.tcp, "alice@example.com", timeout=10)[0]
+                codes.add(code)
+                if code == 400:
+                    break
+                time.sleep(0.05)
+            self.assertIn(400, codes, "the copy stayed in service with the directory down")
+            self.assertNotIn(500, codes)
+            self.assertFalse(replica_in_service(self.metrics))
+            self.assertEqual(tcp_lookup(self.tcp, "nobody@example.net")[0], 400)
+            self.assertIn("searches go to the directory until it is in sync again", self.tm.stderr())
+        finally:
+            self.slapd.start()
+        self.wait_in_service()
+        self.assertEqual(tcp_lookup(self.tcp, "alice@example.com")[0], 200)
+
+    def test_4_silent_network_takes_the_copy_out_of_service(self):
+        # A firewall that drops the sync connection's packets: no error ever
+        # arrives, only the unanswered probe tells.
+        self.wait_in_service()
+        self.proxy.blackhole_existing()
+        t0 = time.monotonic()
+        wait_for(lambda: not replica_in_service(self.metrics), 10, what="the copy to leave service")
+        self.assertLess(time.monotonic() - t0, 4.0, "probe (1 s) + probe timeout (1 s) was not honoured")
+        self.wait_in_service()  # a new connection, a new refresh
+        self.assertEqual(tcp_lookup(self.tcp, "bob@example.com"), (200, "bob@mail02.example.com"))
+
+    def test_5_server_without_syncprov_is_asked_directly(self):
+        plain = Slapd(self.lab, [USERS], name="slapd-plain", syncprov=False)
+        cf = virtual_cf(self.lab, "plain.cf", plain.uri)
+        tcp = free_port()
+        tm = start_tablemap(self.lab, [
+            "--table", f"virtual={cf}", "--tcp", f"virtual=127.0.0.1:{tcp}", "-o", "cache_size=0",
+            "-o", f"ldap_replica_base={SUFFIX}"], [tcp], name="tablemap-plain")
+        wait_for(lambda: "load slapd's syncprov overlay" in tm.stderr(), 10, what="the syncprov hint")
+        self.assertEqual(tcp_lookup(tcp, "alice@example.com"), (200, "alice@mail01.example.com"))
+        self.assertEqual(tcp_lookup(tcp, "nobody@example.net")[0], 500)
+
+
 class SlowSearches(LabTestCase):
     """A slow LDAP server never stalls the lookups of other clients: the
     slow table's directory answers through a proxy that holds every reply

@@ -7,6 +7,7 @@
 #include "directory/filter.hpp"
 #include "directory/ldif.hpp"
 #include "directory/ldif_directory.hpp"
+#include "directory/replica_directory.hpp"
 #include "directory/table_results.hpp"
 
 using namespace mailgrid;
@@ -181,4 +182,37 @@ TEST_CASE("normalising a DN twice changes nothing (escaped edge spaces stay)") {
     REQUIRE(once);
     CHECK(normalize_dn(*once) == once);
     CHECK(normalize_dn(*normalize_dn("cn=\\20")) == normalize_dn("cn=\\20"));
+}
+
+TEST_CASE("replica: which searches the in-memory copy may answer") {
+    auto base = *normalize_dn("dc=Example, dc=com");
+    SearchRequest r;
+    r.base = "ou=people,dc=example,dc=com";
+    r.attributes = {"maildrop"};
+    CHECK(ReplicaDirectory::covers(base, r));
+    r.base = "DC=EXAMPLE,DC=COM";
+    CHECK(ReplicaDirectory::covers(base, r));
+    r.base = "dc=example,dc=org";  // another tree
+    CHECK_FALSE(ReplicaDirectory::covers(base, r));
+    r.base = "dc=com";  // above the copy: it holds only part of the answer
+    CHECK_FALSE(ReplicaDirectory::covers(base, r));
+    r.base = "not a dn";
+    CHECK_FALSE(ReplicaDirectory::covers(base, r));
+    r.base = "dc=example,dc=com";
+    r.attributes = {"maildrop", "modifyTimestamp"};  // operational: not in the copy
+    CHECK_FALSE(ReplicaDirectory::covers(base, r));
+    r.attributes = {"+"};
+    CHECK_FALSE(ReplicaDirectory::covers(base, r));
+    r.attributes = {"1.1"};
+    CHECK(ReplicaDirectory::covers(base, r));
+}
+
+TEST_CASE("project_entry: what a search for these attributes returns") {
+    Entry e{"uid=a,dc=x", {{"uid", {"a"}}, {"mail", {"a@x"}}, {"mailAcceptingGeneralId", {"a@x", "b@x"}}}};
+    CHECK(project_entry(e, {}).attributes.size() == 3);
+    CHECK(project_entry(e, {"1.1"}).attributes.empty());
+    auto m = project_entry(e, {"MAILACCEPTINGGENERALID"});
+    REQUIRE(m.attributes.size() == 1);
+    CHECK(m.attributes[0].values.size() == 2);
+    CHECK(m.dn == "uid=a,dc=x");
 }

@@ -1,0 +1,549 @@
+#include "directory/replica_directory.hpp"
+
+#include <lber.h>
+#include <ldap.h>
+
+#include <condition_variable>
+#include <cstring>
+#include <algorithm>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "directory/dn.hpp"
+#include "directory/filter.hpp"
+#include "directory/ldap_sync.hpp"
+#include "log/log.hpp"
+#include "util/strings.hpp"
+
+namespace mailgrid {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Attributes a "*" sync search does not carry (RFC 4512 operational ones
+// mail tools ask for): a search naming one goes to the server.
+bool operational_attribute(std::string_view name) {
+    static const std::unordered_set<std::string> names = {
+        "+", "entryuuid", "entrycsn", "entrydn", "createtimestamp", "modifytimestamp", "creatorsname",
+        "modifiersname", "hassubordinates", "numsubordinates", "subschemasubentry", "structuralobjectclass",
+        "memberof", "pwdchangedtime", "pwdfailuretime", "pwdgraceusetime", "pwdreset", "pwdpolicysubentry",
+        "contextcsn", "authtimestamp"};
+    return names.count(to_lower(name)) > 0;
+}
+
+// pwdAccountLockedTime is operational too, but the embedded directory's
+// password check reads it, so the copy keeps it.
+const char* const kSyncAttributes[] = {"*", "pwdAccountLockedTime", nullptr};
+
+long long ms(Clock::duration d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); }
+
+std::string hint_for(int code) {
+    switch (code) {
+        case LDAP_UNAVAILABLE_CRITICAL_EXTENSION:
+            return "; the server does not offer content synchronisation (RFC 4533): load slapd's syncprov overlay "
+                   "on this database";
+        case LDAP_SIZELIMIT_EXCEEDED:
+        case LDAP_TIMELIMIT_EXCEEDED:
+        case LDAP_ADMINLIMIT_EXCEEDED:
+            return "; the server limits this account's searches: give it 'limits dn.exact=\"<bind DN>\" "
+                   "size=unlimited time=unlimited' in slapd";
+        case LDAP_INSUFFICIENT_ACCESS:
+            return "; the bind DN may not read this subtree";
+        default:
+            return "";
+    }
+}
+
+// Attributes the event loop has searched the copy by, so that the sync
+// thread builds their indexes into the next copy before it goes into
+// service instead of the first search after it paying for them.
+struct IndexHints {
+    std::mutex mu;
+    std::vector<std::string> attributes;
+    void add(const std::vector<std::string>& names) {
+        std::lock_guard lock(mu);
+        for (const auto& n : names)
+            if (std::find(attributes.begin(), attributes.end(), n) == attributes.end()) attributes.push_back(n);
+    }
+    std::vector<std::string> get() {
+        std::lock_guard lock(mu);
+        return attributes;
+    }
+};
+
+}  // namespace
+
+// ---- the event loop's side ----
+
+struct ReplicaDirectory::Live {
+    std::string base_norm;
+    std::shared_ptr<IndexHints> hints = std::make_shared<IndexHints>();
+    bool in_service = false;
+    std::shared_ptr<const LdifSnapshot> copy;  // the last full copy
+    std::uint64_t copy_seq = 0;                // changes up to this one are in it
+    // Entries changed since: normalized DN -> the entry now (nullopt: gone).
+    struct Change {
+        std::uint64_t seq = 0;
+        std::optional<Entry> entry;
+    };
+    std::unordered_map<std::string, Change> changed;
+    // The changed entries that exist, indexed like the copy; rebuilt on the
+    // first search after a change.
+    mutable std::shared_ptr<LdifSnapshot> changed_index;
+
+    void take_copy(std::shared_ptr<const LdifSnapshot> c, std::uint64_t seq) {
+        if (copy) hints->add(copy->indexed_attributes());
+        copy = std::move(c);
+        copy_seq = seq;
+        std::erase_if(changed, [seq](const auto& kv) { return kv.second.seq <= seq; });
+        changed_index.reset();
+        in_service = true;
+    }
+    // Between two copies an entry changed since the last one comes after
+    // the others when several match.
+    void apply(std::string dn_norm, std::uint64_t seq, std::optional<Entry> entry) {
+        if (seq <= copy_seq) return;
+        changed[std::move(dn_norm)] = Change{seq, std::move(entry)};
+        changed_index.reset();
+    }
+    void drop() {
+        in_service = false;
+        copy.reset();
+        copy_seq = 0;
+        changed.clear();
+        changed_index.reset();
+    }
+    std::size_t size() const {
+        if (!copy) return 0;
+        std::size_t n = copy->size();
+        for (const auto& [dn, c] : changed) {
+            bool in_copy = copy->find_dn(dn) != nullptr;
+            if (c.entry && !in_copy) ++n;
+            if (!c.entry && in_copy) --n;
+        }
+        return n;
+    }
+
+    SearchResult search(const SearchRequest& req) const {
+        if (changed.empty()) return copy->search(req);
+        SearchRequest unlimited = req;
+        unlimited.size_limit = 0;
+        auto r = copy->search(unlimited);
+        if (r.code == SearchResult::Code::TempFail) return r;
+        if (!changed_index) {
+            std::vector<Entry> now;
+            for (const auto& [dn, c] : changed)
+                if (c.entry) now.push_back(*c.entry);
+            std::vector<std::string> errors;
+            changed_index = LdifSnapshot::from_entries(std::move(now), errors);
+        }
+        std::vector<Entry> out;
+        for (auto& e : r.entries) {
+            auto n = normalize_dn(e.dn);
+            if (n && changed.count(*n)) continue;  // answered from its newer version, or gone
+            out.push_back(std::move(e));
+        }
+        auto newer = changed_index->search(unlimited);
+        for (auto& e : newer.entries) out.push_back(std::move(e));
+        SearchResult result;
+        if (out.empty() && r.code == SearchResult::Code::NoSuchObject &&
+            newer.code == SearchResult::Code::NoSuchObject) {
+            result.code = SearchResult::Code::NoSuchObject;
+            result.error = r.error;
+            return result;
+        }
+        if (req.size_limit > 0 && out.size() > static_cast<std::size_t>(req.size_limit)) {
+            out.resize(static_cast<std::size_t>(req.size_limit));
+            result.code = SearchResult::Code::SizeLimit;
+            result.error = "size limit exceeded";
+        }
+        result.entries = std::move(out);
+        return result;
+    }
+};
+
+// ---- the sync thread ----
+
+class ReplicaDirectory::Syncer {
+public:
+    Syncer(asio::io_context& io, ServerSet server, ReplicaOptions options, const std::shared_ptr<Live>& live,
+           MetricsRegistry* metrics)
+        : io_(io), server_(std::move(server)), options_(std::move(options)), live_(live), hints_(live->hints) {
+        if (metrics) {
+            Labels l{{"servers", server_.describe()}, {"base", options_.base}};
+            m_entries_ = &metrics->gauge("mailgrid_ldap_replica_entries", "Entries in the in-memory replica", l);
+            m_in_service_ = &metrics->gauge("mailgrid_ldap_replica_in_service",
+                                            "1 while searches are answered from the replica", l);
+            m_changes_ = &metrics->counter("mailgrid_ldap_replica_changes_total",
+                                           "Changes received from the server after the refresh", l);
+            m_refreshes_ = &metrics->counter("mailgrid_ldap_replica_refreshes_total", "Full refreshes completed", l);
+        }
+    }
+
+    void run() {
+        while (!stopping()) {
+            std::string why;
+            LDAP* ld = open_ldap_sync(server_, &why);
+            if (ld) {
+                session(ld, why);
+                ldap_unbind_ext(ld, nullptr, nullptr);
+            }
+            held_.clear();
+            if (stopping()) break;
+            lost(why);
+            wait(options_.retry_delay);
+        }
+        post([](Live& l) { l.drop(); });
+    }
+
+    void stop() {
+        std::lock_guard lock(mu_);
+        stop_ = true;
+        cv_.notify_all();
+    }
+
+private:
+    struct Held {
+        std::string dn_norm;
+        Entry entry;
+        std::uint64_t order = 0;  // first seen: slapd answers in entry ID order, so the copy does too
+    };
+
+    bool stopping() {
+        std::lock_guard lock(mu_);
+        return stop_;
+    }
+    void wait(std::chrono::milliseconds d) {
+        std::unique_lock lock(mu_);
+        cv_.wait_for(lock, d, [this] { return stop_; });
+    }
+    void post(std::function<void(Live&)> f) {
+        asio::post(io_, [w = live_, f = std::move(f)] {
+            if (auto l = w.lock()) f(*l);
+        });
+    }
+    void set_in_service(bool on) {
+        if (m_in_service_) m_in_service_->set(on ? 1 : 0);
+    }
+
+    void lost(const std::string& why) {
+        bool was = in_service_;
+        in_service_ = false;
+        set_in_service(false);
+        if (m_entries_) m_entries_->set(0);
+        post([](Live& l) { l.drop(); });
+        auto now = Clock::now();
+        if (was || why != last_why_ || now - last_log_ > std::chrono::minutes(1)) {
+            log::warning("replica of %s from %s: %s; searches go to the directory until it is in sync again",
+                         options_.base.c_str(), server_.describe().c_str(), why.c_str());
+            last_why_ = why;
+            last_log_ = now;
+        }
+    }
+
+    // Sends the sync search and follows it until the connection fails, the
+    // server ends it or we stop; why says what happened.
+    void session(LDAP* ld, std::string& why) {
+        BerElement* ber = ber_alloc_t(LBER_USE_DER);
+        if (!ber) {
+            why = "out of memory";
+            return;
+        }
+        LDAPControl ctrl{};
+        ber_printf(ber, "{e}", static_cast<ber_int_t>(LDAP_SYNC_REFRESH_AND_PERSIST));
+        if (ber_flatten2(ber, &ctrl.ldctl_value, 0) < 0) {
+            ber_free(ber, 1);
+            why = "cannot encode the sync request";
+            return;
+        }
+        ctrl.ldctl_oid = const_cast<char*>(LDAP_CONTROL_SYNC);
+        ctrl.ldctl_iscritical = 1;
+        LDAPControl* ctrls[] = {&ctrl, nullptr};
+        int sync_id = -1;
+        int rc = ldap_search_ext(ld, options_.base.c_str(), LDAP_SCOPE_SUBTREE, "(objectClass=*)",
+                                 const_cast<char**>(kSyncAttributes), 0, ctrls, nullptr, nullptr, 0, &sync_id);
+        ber_free(ber, 1);
+        if (rc != LDAP_SUCCESS) {
+            why = "sync search: " + ldap_error_text(ld, rc);
+            return;
+        }
+        held_.clear();
+        refreshing_ = true;
+        auto started = Clock::now();
+        auto last_rx = started, last_probe = started, probe_sent = started;
+        int probe_id = -1;
+
+        while (!stopping()) {
+            auto now = Clock::now();
+            if (probe_id >= 0 && now - probe_sent > options_.probe_timeout && now - last_rx > options_.probe_timeout) {
+                why = "no answer to a probe within " + std::to_string(ms(options_.probe_timeout)) + "ms";
+                return;
+            }
+            if (probe_id < 0 && now - last_rx >= options_.probe_interval && now - last_probe >= options_.probe_interval) {
+                static const char* const none[] = {"1.1", nullptr};
+                rc = ldap_search_ext(ld, "", LDAP_SCOPE_BASE, "(objectClass=*)", const_cast<char**>(none), 0, nullptr,
+                                     nullptr, nullptr, 1, &probe_id);
+                if (rc != LDAP_SUCCESS) {
+                    why = "probe: " + ldap_error_text(ld, rc);
+                    return;
+                }
+                probe_sent = last_probe = now;
+            }
+            if (!refreshing_ && unfolded_ > 0 &&
+                (unfolded_ >= options_.fold_after || now - first_unfolded_ > std::chrono::seconds(60)))
+                publish_copy();
+
+            timeval tv{0, 200'000};
+            LDAPMessage* msg = nullptr;
+            rc = ldap_result(ld, LDAP_RES_ANY, LDAP_MSG_ONE, &tv, &msg);
+            if (rc == 0) continue;
+            if (rc < 0) {
+                int err = LDAP_SERVER_DOWN;
+                ldap_get_option(ld, LDAP_OPT_RESULT_CODE, &err);
+                why = "connection lost: " + ldap_error_text(ld, err);
+                return;
+            }
+            last_rx = Clock::now();
+            int id = ldap_msgid(msg);
+            int type = ldap_msgtype(msg);
+            bool go_on = true;
+            if (id == probe_id) {
+                if (type == LDAP_RES_SEARCH_RESULT) probe_id = -1;
+            } else if (id == sync_id) {
+                if (type == LDAP_RES_SEARCH_ENTRY) {
+                    on_entry(ld, msg);
+                } else if (type == LDAP_RES_INTERMEDIATE) {
+                    on_intermediate(ld, msg, started);
+                } else if (type == LDAP_RES_SEARCH_RESULT) {
+                    int err = LDAP_OTHER;
+                    char* text = nullptr;
+                    ldap_parse_result(ld, msg, &err, nullptr, &text, nullptr, nullptr, 0);
+                    why = std::string("the server ended the sync search: ") + ldap_err2string(err);
+                    if (text && *text) why += std::string(" (") + text + ")";
+                    why += hint_for(err);
+                    if (text) ldap_memfree(text);
+                    go_on = false;
+                }
+            }
+            ldap_msgfree(msg);
+            if (!go_on) return;
+        }
+    }
+
+    void on_entry(LDAP* ld, LDAPMessage* msg) {
+        LDAPControl** ctrls = nullptr;
+        ldap_get_entry_controls(ld, msg, &ctrls);
+        int state = -1;
+        std::string uuid;
+        for (int i = 0; ctrls && ctrls[i]; ++i) {
+            if (std::strcmp(ctrls[i]->ldctl_oid, LDAP_CONTROL_SYNC_STATE) != 0) continue;
+            if (BerElement* ber = ber_init(&ctrls[i]->ldctl_value)) {
+                ber_int_t st = -1;
+                berval id{};
+                if (ber_scanf(ber, "{em", &st, &id) != LBER_ERROR && id.bv_len > 0) {
+                    state = st;
+                    uuid.assign(id.bv_val, id.bv_len);
+                }
+                ber_free(ber, 1);
+            }
+            break;
+        }
+        if (ctrls) ldap_controls_free(ctrls);
+        if (uuid.empty()) {
+            log::warning("replica of %s: an entry without a sync state control; ignored", options_.base.c_str());
+            return;
+        }
+        if (state == LDAP_SYNC_PRESENT) return;  // unchanged since a cookie we never send
+        if (state == LDAP_SYNC_DELETE) {
+            remove(uuid);
+            return;
+        }
+        Entry e = read_ldap_entry(ld, msg);
+        auto norm = normalize_dn(e.dn);
+        if (!norm) return;
+        if (refreshing_) {
+            held_[uuid] = Held{std::move(*norm), std::move(e), next_order_++};
+            return;
+        }
+        // An add, or a modify (perhaps a rename: the old DN goes).
+        auto& slot = held_[uuid];
+        if (slot.order == 0) slot.order = next_order_++;
+        ++seq_;
+        if (!slot.dn_norm.empty() && slot.dn_norm != *norm)
+            post([dn = slot.dn_norm, s = seq_](Live& l) { l.apply(dn, s, std::nullopt); });
+        slot.dn_norm = *norm;
+        slot.entry = e;
+        post([dn = std::move(*norm), s = seq_, e = std::move(e)](Live& l) mutable { l.apply(std::move(dn), s, std::move(e)); });
+        changed();
+    }
+
+    void remove(const std::string& uuid) {
+        auto it = held_.find(uuid);
+        if (it == held_.end()) return;
+        if (!refreshing_) {
+            ++seq_;
+            post([dn = it->second.dn_norm, s = seq_](Live& l) { l.apply(dn, s, std::nullopt); });
+            changed();
+        }
+        held_.erase(it);
+    }
+
+    void changed() {
+        if (m_changes_) m_changes_->inc();
+        if (unfolded_++ == 0) first_unfolded_ = Clock::now();
+    }
+
+    void on_intermediate(LDAP* ld, LDAPMessage* msg, Clock::time_point started) {
+        char* oid = nullptr;
+        berval* data = nullptr;
+        if (ldap_parse_intermediate(ld, msg, &oid, &data, nullptr, 0) != LDAP_SUCCESS) return;
+        if (oid && data && std::strcmp(oid, LDAP_SYNC_INFO) == 0) {
+            if (BerElement* ber = ber_init(data)) {
+                ber_len_t len = 0;
+                ber_tag_t tag = ber_peek_tag(ber, &len);
+                berval cookie{};
+                if (tag == LDAP_TAG_SYNC_REFRESH_PRESENT || tag == LDAP_TAG_SYNC_REFRESH_DELETE) {
+                    ber_int_t done = 1;
+                    if (ber_scanf(ber, "{") != LBER_ERROR) {
+                        if (ber_peek_tag(ber, &len) == LDAP_TAG_SYNC_COOKIE) ber_scanf(ber, "m", &cookie);
+                        if (ber_peek_tag(ber, &len) == LDAP_TAG_REFRESHDONE) ber_scanf(ber, "b", &done);
+                        if (done && refreshing_) refreshed(started);
+                    }
+                } else if (tag == LDAP_TAG_SYNC_ID_SET) {
+                    ber_int_t deletes = 0;
+                    BerVarray uuids = nullptr;
+                    if (ber_scanf(ber, "{") != LBER_ERROR) {
+                        if (ber_peek_tag(ber, &len) == LDAP_TAG_SYNC_COOKIE) ber_scanf(ber, "m", &cookie);
+                        if (ber_peek_tag(ber, &len) == LDAP_TAG_REFRESHDELETES) ber_scanf(ber, "b", &deletes);
+                        if (ber_scanf(ber, "[W]}", &uuids) != LBER_ERROR && uuids && deletes)
+                            for (int i = 0; uuids[i].bv_val; ++i) remove(std::string(uuids[i].bv_val, uuids[i].bv_len));
+                    }
+                    if (uuids) ber_bvarray_free(uuids);
+                }
+                ber_free(ber, 1);
+            }
+        }
+        if (oid) ldap_memfree(oid);
+        if (data) ber_bvfree(data);
+    }
+
+    void refreshed(Clock::time_point started) {
+        refreshing_ = false;
+        publish_copy();
+        in_service_ = true;
+        set_in_service(true);
+        if (m_refreshes_) m_refreshes_->inc();
+        log::info("replica of %s from %s: in service, %zu entries, refreshed in %lld ms", options_.base.c_str(),
+                  server_.describe().c_str(), held_.size(), ms(Clock::now() - started));
+    }
+
+    // A new full copy with every change so far; the event loop drops the
+    // overlay entries it contains.
+    void publish_copy() {
+        std::vector<const Held*> ordered;
+        ordered.reserve(held_.size());
+        for (const auto& [uuid, h] : held_) ordered.push_back(&h);
+        std::sort(ordered.begin(), ordered.end(), [](const Held* a, const Held* b) { return a->order < b->order; });
+        std::vector<Entry> all;
+        all.reserve(ordered.size());
+        for (const Held* h : ordered) all.push_back(h->entry);
+        std::vector<std::string> errors;
+        std::shared_ptr<const LdifSnapshot> copy = LdifSnapshot::from_entries(std::move(all), errors);
+        for (const auto& attr : hints_->get()) copy->build_index(attr);
+        for (const auto& e : errors) log::warning("replica of %s: %s", options_.base.c_str(), e.c_str());
+        post([copy, s = seq_](Live& l) { l.take_copy(copy, s); });
+        unfolded_ = 0;
+        if (m_entries_) m_entries_->set(static_cast<double>(held_.size()));
+    }
+
+    asio::io_context& io_;
+    ServerSet server_;
+    ReplicaOptions options_;
+    std::weak_ptr<Live> live_;
+    std::shared_ptr<IndexHints> hints_;
+
+    std::mutex mu_;
+    std::condition_variable cv_;
+    bool stop_ = false;
+
+    std::unordered_map<std::string, Held> held_;  // by entryUUID
+    bool refreshing_ = false;
+    bool in_service_ = false;
+    std::uint64_t seq_ = 0;
+    std::uint64_t next_order_ = 1;
+    std::size_t unfolded_ = 0;
+    Clock::time_point first_unfolded_{};
+    std::string last_why_;
+    Clock::time_point last_log_{};
+
+    Gauge* m_entries_ = nullptr;
+    Gauge* m_in_service_ = nullptr;
+    Counter* m_changes_ = nullptr;
+    Counter* m_refreshes_ = nullptr;
+};
+
+// ---- the Directory ----
+
+ReplicaDirectory::ReplicaDirectory(asio::io_context& io, ServerSet server, std::shared_ptr<LdapDirectory> ldap,
+                                   ReplicaOptions options, MetricsRegistry* metrics)
+    : io_(io), server_(std::move(server)), ldap_(std::move(ldap)), options_(std::move(options)) {
+    auto norm = normalize_dn(options_.base);
+    if (!norm) throw std::runtime_error("ldap_replica_base: invalid DN: " + printable(options_.base, 200));
+    base_norm_ = *norm;
+    live_ = std::make_shared<Live>();
+    live_->base_norm = base_norm_;
+    syncer_ = std::make_unique<Syncer>(io_, server_, options_, live_, metrics);
+    if (metrics) {
+        Labels served{{"servers", server_.describe()}, {"answered", "replica"}};
+        Labels passed{{"servers", server_.describe()}, {"answered", "server"}};
+        m_served_ = &metrics->counter("mailgrid_ldap_replica_searches_total", "Searches under the replicated base", served);
+        m_passed_ = &metrics->counter("mailgrid_ldap_replica_searches_total", "Searches under the replicated base", passed);
+    }
+}
+
+ReplicaDirectory::~ReplicaDirectory() { shutdown(); }
+
+void ReplicaDirectory::start() {
+    if (thread_.joinable()) return;
+    thread_ = std::thread([s = syncer_.get()] { s->run(); });
+}
+
+void ReplicaDirectory::shutdown() {
+    syncer_->stop();
+    if (thread_.joinable()) thread_.join();
+    live_->drop();
+    ldap_->shutdown();
+}
+
+std::string ReplicaDirectory::describe() const { return ldap_->describe() + " (replica of " + options_.base + ")"; }
+
+bool ReplicaDirectory::in_service() const { return live_->in_service; }
+
+std::size_t ReplicaDirectory::entries() const { return live_->size(); }
+
+bool ReplicaDirectory::covers(std::string_view replica_base_norm, const SearchRequest& req) {
+    for (const auto& a : req.attributes)
+        if (operational_attribute(a)) return false;
+    auto base = normalize_dn(req.base);
+    return base && dn_in_scope(*base, replica_base_norm, -1);
+}
+
+awaitable<SearchResult> ReplicaDirectory::search(SearchRequest request) {
+    if (live_->in_service && covers(base_norm_, request)) {
+        if (m_served_) m_served_->inc();
+        co_return live_->search(request);
+    }
+    if (m_passed_) m_passed_->inc();
+    co_return co_await ldap_->search(std::move(request));
+}
+
+awaitable<BindResult> ReplicaDirectory::bind_check(std::string dn, std::string password,
+                                                    std::chrono::milliseconds timeout) {
+    co_return co_await ldap_->bind_check(std::move(dn), std::move(password), timeout);
+}
+
+}  // namespace mailgrid
