@@ -25,7 +25,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests", "integration"))
-from harness import BUILD, SUFFIX, Lab, Slapd, binary, need, wait_for  # noqa: E402
+from harness import ADMIN_DN, ADMIN_PW, BUILD, SUFFIX, Lab, Slapd, binary, need, wait_for  # noqa: E402
 
 
 def ssha(pw, salt):
@@ -66,6 +66,11 @@ def main():
         slapd = Slapd(lab, [os.path.join(HERE, "..", "tests", "integration", "data", "users.ldif"), users])
         conf = lab.write("saslauthd.conf", f"ldap_servers: {slapd.uri}\nldap_search_base: {SUFFIX}\n"
                                            "ldap_filter: (uid=%u)\nldap_timeout: 5\n")
+        # Compare mode: a service account reads userPassword and the daemon
+        # checks the hash itself (saslauthd's "custom").
+        conf_custom = lab.write("saslauthd-custom.conf", f"ldap_servers: {slapd.uri}\nldap_search_base: {SUFFIX}\n"
+                                "ldap_filter: (uid=%u)\nldap_timeout: 5\nldap_auth_method: custom\n"
+                                f"ldap_bind_dn: {ADMIN_DN}\nldap_password: {ADMIN_PW}\n")
         rnd = random.Random(7)
         good = [f"user{i:06d}\tpw-user{i:06d}" for i in rnd.sample(range(a.users), a.logins)]
         bad = [f"user{i:06d}\twrong-{i}" for i in rnd.sample(range(a.users), a.logins)]
@@ -77,10 +82,10 @@ def main():
             "cached": lab.write("cached.txt", "\n".join(ws * max(1, a.logins // a.working_set)) + "\n"),
         }
 
-        def saslauthd(cache):
+        def saslauthd(cache, config=conf):
             d = lab.path(f"saslauthd-{time.monotonic_ns()}")
             os.makedirs(d)
-            args = ["/usr/sbin/saslauthd", "-a", "ldap", "-O", conf, "-m", d, "-n", "5"]
+            args = ["/usr/sbin/saslauthd", "-a", "ldap", "-O", config, "-m", d, "-n", "5"]
             if cache:
                 args += ["-c", "-t", "3600"]
             # saslauthd kills its whole process group on exit: give it its own.
@@ -98,10 +103,10 @@ def main():
             lab.on_close(stop)
             return d + "/mux", stop
 
-        def ours(cache, replica=False):
+        def ours(cache, replica=False, config=conf):
             d = lab.path(f"mg-{time.monotonic_ns()}")
             os.makedirs(d)
-            args = [binary("sasl_ldap_auth"), "-a", "ldap", "-O", conf, "-m", d, "-n", "5"]
+            args = [binary("sasl_ldap_auth"), "-a", "ldap", "-O", config, "-m", d, "-n", "5"]
             if cache:
                 args += ["-c", "-t", "3600"]
             if replica:
@@ -128,6 +133,10 @@ def main():
             ("sasl_ldap_auth -a ldap -n 5 -c", lambda: ours(True), ["cached"]),
             ("trivial responder (OK to all, the ceiling)", trivial, ["good"]),
             ("sasl_ldap_auth -a ldap -n 5, ldap_replica_base", lambda: ours(False, True), ["good", "bad"]),
+            ("saslauthd -a ldap -n 5, ldap_auth_method: custom", lambda: saslauthd(False, conf_custom),
+             ["good", "bad"]),
+            ("sasl_ldap_auth -a ldap -n 5, custom, ldap_replica_base", lambda: ours(False, True, conf_custom),
+             ["good", "bad"]),
         ]
         for name, start, workloads in targets:
             for c in clients:
@@ -153,8 +162,11 @@ def main():
             sdc = float(results[(targets[2][0], "cached", c)]["rps"])
             mgc = float(results[(targets[3][0], "cached", c)]["rps"])
             mgr = float(results[(targets[5][0], "good", c)]["rps"])
+            sdx = float(results[(targets[6][0], "good", c)]["rps"])
+            mgx = float(results[(targets[7][0], "good", c)]["rps"])
             out.append(f"- {c} clients: cache off {mg / sd:.2f}x saslauthd (good passwords), with the replica "
-                       f"{mgr / sd:.2f}x; cache on {mgc / sdc:.2f}x saslauthd -c, {mgc / ceiling[c]:.0%} of the ceiling.")
+                       f"{mgr / sd:.2f}x; cache on {mgc / sdc:.2f}x saslauthd -c, {mgc / ceiling[c]:.0%} of the ceiling; "
+                       f"compare mode with the replica {mgx / sdx:.2f}x saslauthd's custom, {mgx / sd:.2f}x its bind.")
     finally:
         lab.close()
     print("\n".join(out))

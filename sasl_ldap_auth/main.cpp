@@ -98,7 +98,7 @@ int main(int argc, char** argv) {
             dir = directories->ldif(m.substr(5));
         } else if (to_lower(m) == "ldap") {
             sconf = SaslauthdConf::load(config.get("saslauth_conf"));
-            dir = directories->ldap(sconf.server);
+            dir = directories->ldap(sconf.server, sconf.filter);
         } else {
             config.fail("saslauth_mech", "unsupported mechanism \"" + m + "\" (ldap or ldif:FILE)");
         }

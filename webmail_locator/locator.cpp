@@ -101,7 +101,7 @@ void Locator::load(std::vector<std::string>& warnings) {
         dir = directories_->ldif(mech.substr(5));
     } else if (to_lower(mech) == "ldap") {
         sconf = SaslauthdConf::load(config_.get("locator_saslauthd_conf"));
-        dir = directories_->ldap(sconf.server);
+        dir = directories_->ldap(sconf.server, sconf.filter);
     } else {
         config_.fail("locator_mech", "unsupported mechanism \"" + mech + "\" (ldap or ldif:FILE)");
     }

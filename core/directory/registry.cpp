@@ -7,7 +7,7 @@
 namespace mailgrid {
 
 std::shared_ptr<Directory> DirectoryRegistry::for_table(const LdapTableConfig& t) {
-    return t.embedded ? ldif(t.ldif_path) : ldap(t.server);
+    return t.embedded ? ldif(t.ldif_path) : ldap(t.server, t.query_filter);
 }
 
 std::shared_ptr<Directory> DirectoryRegistry::ldif(const std::string& path) {
@@ -19,7 +19,7 @@ std::shared_ptr<Directory> DirectoryRegistry::ldif(const std::string& path) {
     return slot;
 }
 
-std::shared_ptr<Directory> DirectoryRegistry::ldap(const ServerSet& servers) {
+std::shared_ptr<Directory> DirectoryRegistry::ldap(const ServerSet& servers, std::string_view filter_template) {
     auto& slot = ldap_[servers.key()];
     if (!slot) slot = std::make_shared<LdapDirectory>(io_, servers, pool_, metrics_);
     if (replica_.base.empty()) return slot;
@@ -28,6 +28,7 @@ std::shared_ptr<Directory> DirectoryRegistry::ldap(const ServerSet& servers) {
         replica = std::make_shared<ReplicaDirectory>(io_, servers, slot, replica_, metrics_);
         if (watching_) replica->start();
     }
+    if (!filter_template.empty()) replica->expect_filter(filter_template);
     return replica;
 }
 

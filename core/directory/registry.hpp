@@ -24,7 +24,8 @@ public:
     // Throws std::runtime_error if an LDIF file cannot be read.
     std::shared_ptr<Directory> for_table(const LdapTableConfig& table);
     std::shared_ptr<Directory> ldif(const std::string& path);
-    std::shared_ptr<Directory> ldap(const ServerSet& servers);
+    // filter_template: what will be searched, so that a replica indexes it.
+    std::shared_ptr<Directory> ldap(const ServerSet& servers, std::string_view filter_template = {});
     void start_watching();  // LDIF hot reload, LDAP replicas (daemons only)
     void shutdown();
 

@@ -75,6 +75,11 @@ struct IndexHints {
     }
 };
 
+void collect_equality(const Filter& f, std::vector<std::string>& out) {
+    if (f.kind == Filter::Kind::Equal) out.push_back(f.attr);
+    for (const auto& c : f.children) collect_equality(c, out);
+}
+
 }  // namespace
 
 // ---- the event loop's side ----
@@ -520,6 +525,23 @@ void ReplicaDirectory::shutdown() {
 }
 
 std::string ReplicaDirectory::describe() const { return ldap_->describe() + " (replica of " + options_.base + ")"; }
+
+void ReplicaDirectory::expect_filter(std::string_view filter_template) {
+    std::string text;
+    for (std::size_t i = 0; i < filter_template.size(); ++i) {
+        if (filter_template[i] == '%' && i + 1 < filter_template.size()) {
+            text += 'x';
+            ++i;
+        } else {
+            text += filter_template[i];
+        }
+    }
+    auto f = parse_filter(text);
+    if (!f) return;
+    std::vector<std::string> attrs;
+    collect_equality(*f, attrs);
+    live_->hints->add(attrs);
+}
 
 bool ReplicaDirectory::in_service() const { return live_->in_service; }
 

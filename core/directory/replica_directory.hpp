@@ -45,6 +45,10 @@ public:
     awaitable<BindResult> bind_check(std::string dn, std::string password, std::chrono::milliseconds timeout) override;
     std::string describe() const override;
 
+    // A search filter template (%s, %u, ... for the key) that will be used:
+    // the copy builds equality indexes for its attributes before it goes
+    // into service, so that no search waits for one to be built.
+    void expect_filter(std::string_view filter_template);
     void start();     // begin synchronising (daemons; one-shot tools ask the server)
     void shutdown();  // stop the sync thread and the pool
 
