@@ -51,6 +51,7 @@ const std::vector<ParamSpec>& common_params() {
          "empty = ask the server every time"},
         {"ldap_replica_probe", "5s", "the replica's connection must answer a probe this often, or it leaves service"},
         {"ldap_replica_retry", "5s", "wait after a failed or lost sync before a new refresh"},
+        {"ldap_replica_fold", "2000", "changes kept beside the replica's copy before a new full copy is made"},
         {"ldif_reload_interval", "1s", "how often the embedded directory's file is checked for changes"},
     };
     return specs;

@@ -30,6 +30,9 @@ public:
     SearchResult search(const SearchRequest& req) const;
     std::size_t size() const { return entries_.size(); }
     const Entry* find_dn(std::string_view dn) const;
+    // In load order; safe to read from another thread while searches run.
+    const Entry& entry_at(std::size_t i) const { return entries_[i]; }
+    const std::string& normalized_dn_at(std::size_t i) const { return norm_dns_[i]; }
     // Equality indexes are built on first use; a copy that replaces this
     // one can build the same ones before it goes into service.
     std::vector<std::string> indexed_attributes() const;

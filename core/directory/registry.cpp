@@ -65,6 +65,7 @@ ReplicaOptions DirectoryRegistry::replica_options(const SuiteConfig& c) {
     o.probe_interval = c.get_duration("ldap_replica_probe");
     o.probe_timeout = c.get_duration("ldap_probe_timeout");
     o.retry_delay = c.get_duration("ldap_replica_retry");
+    o.fold_after = static_cast<std::size_t>(c.get_int("ldap_replica_fold", 1, 10'000'000));
     return o;
 }
 

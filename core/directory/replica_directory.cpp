@@ -197,7 +197,7 @@ public:
                 session(ld, why);
                 ldap_unbind_ext(ld, nullptr, nullptr);
             }
-            held_.clear();
+            forget();
             if (stopping()) break;
             lost(why);
             wait(options_.retry_delay);
@@ -212,12 +212,6 @@ public:
     }
 
 private:
-    struct Held {
-        std::string dn_norm;
-        Entry entry;
-        std::uint64_t order = 0;  // first seen: slapd answers in entry ID order, so the copy does too
-    };
-
     bool stopping() {
         std::lock_guard lock(mu_);
         return stop_;
@@ -276,7 +270,7 @@ private:
             why = "sync search: " + ldap_error_text(ld, rc);
             return;
         }
-        held_.clear();
+        forget();
         refreshing_ = true;
         auto started = Clock::now();
         auto last_rx = started, last_probe = started, probe_sent = started;
@@ -300,7 +294,7 @@ private:
             }
             if (!refreshing_ && unfolded_ > 0 &&
                 (unfolded_ >= options_.fold_after || now - first_unfolded_ > std::chrono::seconds(60)))
-                publish_copy();
+                fold();
 
             timeval tv{0, 200'000};
             LDAPMessage* msg = nullptr;
@@ -371,30 +365,53 @@ private:
         auto norm = normalize_dn(e.dn);
         if (!norm) return;
         if (refreshing_) {
-            held_[uuid] = Held{std::move(*norm), std::move(e), next_order_++};
+            // An entry changed while the refresh runs may come twice.
+            dn_by_uuid_[uuid] = *norm;
+            auto [pos, fresh] = refresh_pos_.try_emplace(uuid, refresh_.size());
+            if (fresh) refresh_.push_back(std::move(e));
+            else refresh_[pos->second] = std::move(e);
             return;
         }
         // An add, or a modify (perhaps a rename: the old DN goes).
-        auto& slot = held_[uuid];
-        if (slot.order == 0) slot.order = next_order_++;
         ++seq_;
-        if (!slot.dn_norm.empty() && slot.dn_norm != *norm)
-            post([dn = slot.dn_norm, s = seq_](Live& l) { l.apply(dn, s, std::nullopt); });
-        slot.dn_norm = *norm;
-        slot.entry = e;
+        auto it = dn_by_uuid_.find(uuid);
+        if (it != dn_by_uuid_.end() && it->second != *norm) {
+            set_pending(it->second, std::nullopt);
+            post([dn = it->second, s = seq_](Live& l) { l.apply(dn, s, std::nullopt); });
+        }
+        dn_by_uuid_[uuid] = *norm;
+        set_pending(*norm, e);
         post([dn = std::move(*norm), s = seq_, e = std::move(e)](Live& l) mutable { l.apply(std::move(dn), s, std::move(e)); });
         changed();
     }
 
     void remove(const std::string& uuid) {
-        auto it = held_.find(uuid);
-        if (it == held_.end()) return;
-        if (!refreshing_) {
+        auto it = dn_by_uuid_.find(uuid);
+        if (it == dn_by_uuid_.end()) return;
+        if (refreshing_) {
+            if (auto pos = refresh_pos_.find(uuid); pos != refresh_pos_.end()) refresh_[pos->second].dn.clear();
+        } else {
             ++seq_;
-            post([dn = it->second.dn_norm, s = seq_](Live& l) { l.apply(dn, s, std::nullopt); });
+            set_pending(it->second, std::nullopt);
+            post([dn = it->second, s = seq_](Live& l) { l.apply(dn, s, std::nullopt); });
             changed();
         }
-        held_.erase(it);
+        dn_by_uuid_.erase(it);
+    }
+
+    void forget() {
+        dn_by_uuid_.clear();
+        refresh_.clear();
+        refresh_pos_.clear();
+        copy_.reset();
+        pending_.clear();
+        pending_new_.clear();
+        unfolded_ = 0;
+    }
+
+    void set_pending(const std::string& dn_norm, std::optional<Entry> entry) {
+        if (!pending_.count(dn_norm) && !(copy_ && copy_->find_dn(dn_norm))) pending_new_.push_back(dn_norm);
+        pending_[dn_norm] = std::move(entry);
     }
 
     void changed() {
@@ -438,31 +455,47 @@ private:
 
     void refreshed(Clock::time_point started) {
         refreshing_ = false;
-        publish_copy();
+        std::vector<Entry> all = std::move(refresh_);
+        refresh_.clear();
+        refresh_pos_.clear();
+        std::erase_if(all, [](const Entry& e) { return e.dn.empty(); });  // deleted meanwhile
+        publish(std::move(all));
         in_service_ = true;
         set_in_service(true);
         if (m_refreshes_) m_refreshes_->inc();
         log::info("replica of %s from %s: in service, %zu entries, refreshed in %lld ms", options_.base.c_str(),
-                  server_.describe().c_str(), held_.size(), ms(Clock::now() - started));
+                  server_.describe().c_str(), copy_->size(), ms(Clock::now() - started));
     }
 
-    // A new full copy with every change so far; the event loop drops the
-    // overlay entries it contains.
-    void publish_copy() {
-        std::vector<const Held*> ordered;
-        ordered.reserve(held_.size());
-        for (const auto& [uuid, h] : held_) ordered.push_back(&h);
-        std::sort(ordered.begin(), ordered.end(), [](const Held* a, const Held* b) { return a->order < b->order; });
+    // The last copy with the changes since folded in, in the server's
+    // order (changed entries keep their place, new ones come last).
+    void fold() {
         std::vector<Entry> all;
-        all.reserve(ordered.size());
-        for (const Held* h : ordered) all.push_back(h->entry);
+        all.reserve(copy_->size() + pending_new_.size());
+        for (std::size_t i = 0; i < copy_->size(); ++i) {
+            auto p = pending_.find(copy_->normalized_dn_at(i));
+            if (p == pending_.end()) all.push_back(copy_->entry_at(i));
+            else if (p->second) all.push_back(*p->second);
+        }
+        for (const auto& dn : pending_new_)
+            if (const auto& e = pending_[dn]) all.push_back(*e);
+        publish(std::move(all));
+    }
+
+    // Puts a new full copy in service; the event loop drops the overlay
+    // entries it contains. The sync thread keeps no entries of its own
+    // beyond this copy (shared, read-only) and the changes since.
+    void publish(std::vector<Entry> all) {
         std::vector<std::string> errors;
-        std::shared_ptr<const LdifSnapshot> copy = LdifSnapshot::from_entries(std::move(all), errors);
+        auto copy = LdifSnapshot::from_entries(std::move(all), errors);
         for (const auto& attr : hints_->get()) copy->build_index(attr);
         for (const auto& e : errors) log::warning("replica of %s: %s", options_.base.c_str(), e.c_str());
-        post([copy, s = seq_](Live& l) { l.take_copy(copy, s); });
+        copy_ = copy;
+        pending_.clear();
+        pending_new_.clear();
         unfolded_ = 0;
-        if (m_entries_) m_entries_->set(static_cast<double>(held_.size()));
+        post([copy = copy_, s = seq_](Live& l) { l.take_copy(copy, s); });
+        if (m_entries_) m_entries_->set(static_cast<double>(copy_->size()));
     }
 
     asio::io_context& io_;
@@ -475,11 +508,15 @@ private:
     std::condition_variable cv_;
     bool stop_ = false;
 
-    std::unordered_map<std::string, Held> held_;  // by entryUUID
+    std::unordered_map<std::string, std::string> dn_by_uuid_;  // entryUUID -> normalized DN
+    std::vector<Entry> refresh_;                              // during a refresh, in the server's order
+    std::unordered_map<std::string, std::size_t> refresh_pos_;  // entryUUID -> place in refresh_
+    std::shared_ptr<const LdifSnapshot> copy_;                // the last one published
+    std::unordered_map<std::string, std::optional<Entry>> pending_;  // changes since, by normalized DN
+    std::vector<std::string> pending_new_;                    // DNs not in copy_, in arrival order
     bool refreshing_ = false;
     bool in_service_ = false;
     std::uint64_t seq_ = 0;
-    std::uint64_t next_order_ = 1;
     std::size_t unfolded_ = 0;
     Clock::time_point first_unfolded_{};
     std::string last_why_;

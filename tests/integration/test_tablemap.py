@@ -459,6 +459,7 @@ class Replica(LabTestCase):
             "-o", "tablemap_style=virtual=exact", "-o", "cache_size=0", "-o", f"ldap_replica_base={SUFFIX}",
             "-o", "ldap_replica_probe=1s", "-o", "ldap_probe_timeout=1s", "-o", "ldap_replica_retry=200ms",
             "-o", "ldap_reconnect_delay=200ms", "-o", f"tablemap_metrics=127.0.0.1:{cls.metrics}",
+            "-o", "ldap_replica_fold=2",  # changes folded into a new copy every other one
         ], [cls.tcp, cls.metrics])
         wait_for(lambda: replica_in_service(cls.metrics), 15, what="the replica to be in service")
 
@@ -488,6 +489,9 @@ class Replica(LabTestCase):
             wait_for(lambda: answer(key) == expected, 5, what=what)
             self.assertLess(time.monotonic() - t0, 1.0, what)
 
+        bob = f"uid=bob,ou=people,{SUFFIX}"
+        self.slapd.modify(f"dn: {bob}\nchangetype: modify\nreplace: maildrop\nmaildrop: bob@mail07.example.com\n")
+        within((200, "bob@mail07.example.com"), "bob@example.com", "a modified entry")
         dn = f"uid=alice,ou=people,{SUFFIX}"
         self.slapd.modify(f"dn: {dn}\nchangetype: modify\nreplace: maildrop\nmaildrop: alice@mail09.example.com\n")
         within((200, "alice@mail09.example.com"), "alice@example.com", "a modified entry")
@@ -503,6 +507,15 @@ class Replica(LabTestCase):
         within((500, ""), "newbie@example.com", "a deleted entry")
         self.slapd.modify(f"dn: {dn}\nchangetype: modify\nreplace: maildrop\nmaildrop: alice@mail01.example.com\n")
         within((200, "alice@mail01.example.com"), "alice@example.com", "the entry modified back")
+        # Folded into new copies on the way (ldap_replica_fold = 2): still
+        # the same answers as ldap:, key for key.
+        pf = Postfix(self.lab, name="postmap", start=False)
+        keys = COMPARE_KEYS + ["newbie@example.com", "bob@example.com"]
+        direct = pf.postmap_q_stdin(keys, "ldap:" + virtual_cf(self.lab, "direct.cf", self.slapd.uri))
+        self.assertIn("bob@mail07.example.com", direct[1])
+        self.assertEqual(pf.postmap_q_stdin(keys, f"tcp:127.0.0.1:{self.tcp}"), direct)
+        self.slapd.modify(f"dn: {bob}\nchangetype: modify\nreplace: maildrop\nmaildrop: bob@mail02.example.com\n")
+        within((200, "bob@mail02.example.com"), "bob@example.com", "the entry modified back")
 
     def test_3_stopped_directory_is_temporary(self):
         self.slapd.stop()
