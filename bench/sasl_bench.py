@@ -112,7 +112,9 @@ def main():
             if replica:
                 # The user's DN from the in-memory copy; the bind still in slapd.
                 args += ["-f", "-o", f"ldap_replica_base={SUFFIX}"]
-            p = lab.spawn("mg", args + ["-o", "syslog_name=mailgrid-bench"])
+            # A name of its own: stderr files are appended to, and the wait
+            # below must not see an earlier process's "in service".
+            p = lab.spawn(os.path.basename(d), args + ["-o", "syslog_name=mailgrid-bench"])
             wait_for(lambda: os.path.exists(d + "/mux"), 10)
             if replica:
                 wait_for(lambda: "in service" in p.stderr(), 120, what="the replica")

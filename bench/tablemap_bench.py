@@ -25,8 +25,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests", "integration"))
-from harness import (BUILD, SUFFIX, Lab, Postfix, Slapd, binary, free_port, start_tablemap, wait_for,  # noqa: E402
-                     wait_port)
+from harness import (BUILD, SUFFIX, Lab, Postfix, Slapd, binary, free_port, start_tablemap, tcp_lookup,  # noqa: E402
+                     wait_for, wait_port)
 
 CF = """server_host = {server}
 search_base = {suffix}
@@ -167,6 +167,23 @@ def main():
             out.append(f"| {name} | {each} | {rate[name]:,.0f} | {found[name]:,} | {rate[name] / ldap_rate:.2f}x | "
                        f"{rate[name] / ceiling:.0%} |")
 
+        # How soon a change in slapd shows in the replica's answers: modify
+        # an entry, then ask every millisecond until the answer is the new one.
+        p, tcp, sm = replica()
+        lags = []
+        for i in range(20):
+            u = f"user{i:06d}"
+            new = f"{u}@moved{i}.example.com"
+            slapd.modify(f"dn: uid={u},ou=people,{SUFFIX}\nchangetype: modify\nreplace: maildrop\nmaildrop: {new}\n")
+            t0 = time.monotonic()
+            while tcp_lookup(tcp, f"{u}@example.com") != (200, new):
+                if time.monotonic() - t0 > 5:
+                    raise RuntimeError(f"the replica did not see the change of {u} in 5 s")
+                time.sleep(0.001)
+            lags.append((time.monotonic() - t0) * 1000)
+        p.stop()
+        lags.sort()
+
         lg_names = ["slapd queried directly (LDAP search)", "trivial in-memory tcp_table (ceiling)",
                     "ldap_tablemap tcp_table, cold cache", "ldap_tablemap tcp_table, warm cache",
                     "ldap_tablemap socketmap, warm cache", "ldap_tablemap tcp_table, replica, cache off"]
@@ -200,6 +217,8 @@ def main():
                 cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
         except (OSError, StopIteration):
             pass
+        out.append(f"\nReplica: a change made with ldapmodify was in its answers {lags[len(lags) // 2]:.1f} ms "
+                   f"(median of {len(lags)}; max {lags[-1]:.1f} ms) after ldapmodify returned.")
         out.append(f"\nReplica: in service {median([r[0] for r in replica_notes]):.1f} s after start "
                    f"(refresh of {a.users:,} entries), resident size then {median([r[1] for r in replica_notes]):.0f} MiB.")
         out.append(f"\nMachine: {os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}; "
