@@ -6,6 +6,7 @@ never confirms a password the directory no longer has."""
 
 import imaplib
 import os
+import re
 import smtplib
 import socket
 import struct
@@ -16,8 +17,9 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (ADMIN_DN, ADMIN_PW, DATA, SUFFIX, Cyrus, LabTestCase, Postfix, Slapd, binary, free_port, need,
-                     wait_for)
+from harness import (ADMIN_DN, ADMIN_PW, DATA, SUFFIX, Cyrus, LabTestCase, Postfix, Slapd, binary, free_port, http_get,
+                     need, wait_for)
+
 
 USERS = os.path.join(DATA, "users.ldif")
 SCHEMES = os.path.join(DATA, "schemes.ldif")
@@ -211,6 +213,52 @@ class CustomMode(SaslLab):
             self.assertEqual(self.auth(uid, PW[:-1]), "NO", uid)
         self.assertEqual(self.auth("locked", PW), "NO")
         self.assertEqual(self.auth("nobody", PW), "NO")
+
+
+class ReplicaCompareMode(SaslLab):
+    """Compare mode answered from the in-memory replica (ldap_replica_base):
+    no LDAP round trip per login, yet a changed password or a stopped
+    directory must count at once, as with every login asking slapd."""
+
+    conf_lines = f"ldap_auth_method: custom\nldap_bind_dn: {ADMIN_DN}\nldap_password: {ADMIN_PW}\n"
+    metrics = free_port()
+    args = ["-o", f"ldap_replica_base={SUFFIX}", "-o", "ldap_replica_retry=200ms",
+            "-o", f"saslauth_metrics=127.0.0.1:{metrics}"]
+
+    def replica_answers(self):
+        body = http_get(self.metrics, "/metrics")[2]
+        m = re.search(r'mailgrid_ldap_replica_searches_total\{[^}]*answered="replica"\} (\d+)', body)
+        return int(m.group(1)) if m else 0
+
+    def setUp(self):
+        wait_for(lambda: "in service" in self.proc.stderr(), 15, what="the replica")
+
+    def test_1_every_scheme_from_the_copy(self):
+        before = self.replica_answers()
+        for uid in SCHEME_USERS:
+            self.assertEqual(self.auth(uid, PW), "OK", uid)
+            self.assertEqual(self.auth(uid, PW[:-1]), "NO", uid)
+        self.assertEqual(self.auth("locked", PW), "NO")
+        self.assertEqual(self.auth("nobody", PW), "NO")
+        self.assertGreaterEqual(self.replica_answers() - before, 2 * len(SCHEME_USERS) + 2)
+
+    def test_2_password_change_counts_within_a_second(self):
+        self.assertEqual(self.auth("carol", "carolpw"), "OK")
+        self.slapd.modify(f"dn: uid=carol,ou=people,{SUFFIX}\nchangetype: modify\nreplace: userPassword\n"
+                          "userPassword: newcarolpw\n")
+        t0 = time.monotonic()
+        wait_for(lambda: self.auth("carol", "carolpw") == "NO", 5, what="the old password to fail")
+        self.assertLess(time.monotonic() - t0, 1.0)
+        self.assertEqual(self.auth("carol", "newcarolpw"), "OK")
+
+    def test_zz_directory_down_is_not_a_wrong_password(self):
+        self.slapd.stop()
+        try:
+            wait_for(lambda: self.auth("alice", "alicepw") == "FAIL", 5, what="the copy to leave service")
+            self.assertEqual(self.auth("alice", "wrong"), "FAIL")
+        finally:
+            self.slapd.start()
+        wait_for(lambda: self.auth("alice", "alicepw") == "OK", 15, what="recovery")
 
 
 class FastBind(SaslLab):
