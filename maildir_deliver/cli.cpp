@@ -158,26 +158,44 @@ OneMessage prepare_one_message(const Invocation& inv, MailboxStore& store, const
     return m;
 }
 
+InputBuffer::~InputBuffer() { std::free(data_); }
+
+bool InputBuffer::read_all(int fd, std::size_t cap) {
+    for (;;) {
+        if (size_ == cap) return true;
+        if (size_ == capacity_) {
+            // 256 KB first: a block that size is mmap'd, untouched until read.
+            std::size_t grown = capacity_ ? capacity_ * 2 : 256 * 1024;
+            grown = std::min(grown, cap);
+            char* p = static_cast<char*>(std::realloc(data_, grown));
+            if (!p) {
+                errno = ENOMEM;
+                return false;
+            }
+            data_ = p;
+            capacity_ = grown;
+        }
+        ssize_t n = ::read(fd, data_ + size_, capacity_ - size_);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return false;
+        }
+        if (n == 0) return true;
+        size_ += static_cast<std::size_t>(n);
+    }
+}
+
 void read_input(OneMessage& m, const MailboxStore& store) {
     // Up to one byte more than the limit: enough to tell it is too big.
     std::size_t cap = store.message_size_limit() ? store.message_size_limit() + 1 : SIZE_MAX;
-    char buf[65536];
-    for (;;) {
-        std::size_t want = std::min(sizeof buf, cap - m.raw.size());
-        if (want == 0) break;
-        ssize_t n = ::read(0, buf, want);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            finish(EX_TEMPFAIL, "4.3.0", std::string("cannot read the message: ") + std::strerror(errno));
-        }
-        if (n == 0) break;
-        m.raw.append(buf, static_cast<std::size_t>(n));
-    }
+    if (!m.raw.read_all(0, cap))
+        finish(EX_TEMPFAIL, "4.3.0", std::string("cannot read the message: ") + std::strerror(errno));
     // local(8) puts "From sender date" first; a Maildir has no such line.
+    auto raw = m.raw.view();
     m.body = 0;
-    if (m.raw.rfind("From ", 0) == 0) {
-        auto nl = m.raw.find('\n');
-        m.body = nl == std::string::npos ? m.raw.size() : nl + 1;
+    if (raw.substr(0, 5) == "From ") {
+        auto nl = raw.find('\n');
+        m.body = nl == std::string_view::npos ? raw.size() : nl + 1;
     }
 }
 

@@ -8,6 +8,8 @@
 #include <chrono>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
 
 #include <CLI/CLI.hpp>
 
@@ -64,13 +66,34 @@ bool serving_lmtp(const Invocation& inv, const SuiteConfig& config);
 
 // One message from stdin: the recipient (-d, --maildir, or USER, DOMAIN,
 // EXTENSION from local(8)), the time limit set, the message read.
+// Standard input, read straight into one malloc'd block that realloc grows
+// (glibc moves a large block with mremap, without copying it): each page of
+// the message is touched once, by read(), as a process per message pays a
+// page fault for every page it touches.
+class InputBuffer {
+public:
+    InputBuffer() = default;
+    InputBuffer(InputBuffer&& o) noexcept
+        : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)),
+          capacity_(std::exchange(o.capacity_, 0)) {}
+    InputBuffer& operator=(InputBuffer&&) = delete;
+    ~InputBuffer();
+    // Reads fd to its end or to at most `cap` bytes; false with errno set.
+    bool read_all(int fd, std::size_t cap);
+    std::string_view view() const { return {data_, size_}; }
+
+private:
+    char* data_ = nullptr;
+    std::size_t size_ = 0, capacity_ = 0;
+};
+
 struct OneMessage {
     Recipient recipient;
     std::string shown;    // the address for the log and the status line
-    std::string raw;      // stdin as read
+    InputBuffer raw;      // stdin as read
     std::size_t body = 0; // where the message starts in raw (after a "From " line)
     std::chrono::steady_clock::time_point started;
-    std::string_view message() const { return std::string_view(raw).substr(body); }
+    std::string_view message() const { return raw.view().substr(body); }
 };
 // Finishes (bad address, unreadable input, too big) when it cannot go on.
 // The message is read only when read_input is set.

@@ -26,7 +26,7 @@ namespace {
 
 // Runs maildir_deliverd in this process. With a message already read,
 // standard input becomes a copy of it.
-[[noreturn]] void hand_over(char** argv, const std::string* input) {
+[[noreturn]] void hand_over(char** argv, const InputBuffer* input) {
     char self[PATH_MAX];
     ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
     std::string dir = n > 0 ? std::string(self, static_cast<std::size_t>(n)) : std::string(argv[0]);
@@ -34,7 +34,7 @@ namespace {
     std::string full = dir + "maildir_deliverd";
     if (input) {
         int fd = ::memfd_create("message", MFD_CLOEXEC);
-        std::string_view rest = *input;
+        std::string_view rest = input->view();
         while (fd >= 0 && !rest.empty()) {
             ssize_t w = ::write(fd, rest.data(), rest.size());
             if (w <= 0) {

@@ -10,12 +10,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <csignal>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <thread>
 
 #include "config/suite_ldap.hpp"
+#include "cli.hpp"
 #include "delivery_journal.hpp"
 #include "mail/maildir.hpp"
 #include "mail/maildir_name.hpp"
@@ -715,4 +717,38 @@ TEST_CASE("maildir_deliver: addresses, hostile names, outcomes") {
     auto t = Outcome::temporary("4.3.1", "mail system full", "/store/x: No space left on device");
     CHECK(t.exit_code() == EX_TEMPFAIL);
     CHECK(t.lmtp_reply("a@b") == "451 4.3.1 <a@b> mail system full\r\n");
+}
+
+TEST_CASE("InputBuffer: all of standard input, up to a cap, in one block") {
+    // The writer meets a closed pipe when the reader stops at its cap.
+    auto previous = std::signal(SIGPIPE, SIG_IGN);
+    auto through_pipe = [](const std::string& data, std::size_t cap) {
+        int fds[2];
+        REQUIRE(::pipe(fds) == 0);
+        std::thread writer([&] {
+            std::string_view rest = data;
+            while (!rest.empty()) {
+                ssize_t n = ::write(fds[1], rest.data(), std::min<std::size_t>(rest.size(), 70000));
+                if (n <= 0) break;  // the reader stopped at its cap
+                rest.remove_prefix(static_cast<std::size_t>(n));
+            }
+            ::close(fds[1]);
+        });
+        InputBuffer b;
+        bool ok = b.read_all(fds[0], cap);
+        ::close(fds[0]);
+        writer.join();
+        CHECK(ok);
+        return std::string(b.view());
+    };
+    CHECK(through_pipe("", SIZE_MAX).empty());
+    CHECK(through_pipe("From a\nSubject: x\n\nbody\n", SIZE_MAX) == "From a\nSubject: x\n\nbody\n");
+    std::string big(1'300'000, 'x');  // past the first block: grown by realloc
+    for (std::size_t i = 0; i < big.size(); i += 4099) big[i] = static_cast<char>('a' + i % 26);
+    CHECK(through_pipe(big, SIZE_MAX) == big);
+    CHECK(through_pipe(big, 1001) == big.substr(0, 1001));  // a message size limit + 1
+    InputBuffer moved_from;
+    InputBuffer moved(std::move(moved_from));
+    CHECK(moved.view().empty());
+    std::signal(SIGPIPE, previous);
 }
