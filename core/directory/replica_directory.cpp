@@ -4,8 +4,8 @@
 #include <ldap.h>
 
 #include <condition_variable>
-#include <cstring>
 #include <algorithm>
+#include <cstring>
 #include <functional>
 #include <mutex>
 #include <optional>
@@ -85,7 +85,6 @@ void collect_equality(const Filter& f, std::vector<std::string>& out) {
 // ---- the event loop's side ----
 
 struct ReplicaDirectory::Live {
-    std::string base_norm;
     std::shared_ptr<IndexHints> hints = std::make_shared<IndexHints>();
     bool in_service = false;
     std::shared_ptr<const LdifSnapshot> copy;  // the last full copy
@@ -122,17 +121,6 @@ struct ReplicaDirectory::Live {
         changed.clear();
         changed_index.reset();
     }
-    std::size_t size() const {
-        if (!copy) return 0;
-        std::size_t n = copy->size();
-        for (const auto& [dn, c] : changed) {
-            bool in_copy = copy->find_dn(dn) != nullptr;
-            if (c.entry && !in_copy) ++n;
-            if (!c.entry && in_copy) --n;
-        }
-        return n;
-    }
-
     SearchResult search(const SearchRequest& req) const {
         if (changed.empty()) return copy->search(req);
         SearchRequest unlimited = req;
@@ -532,19 +520,18 @@ private:
 
 ReplicaDirectory::ReplicaDirectory(asio::io_context& io, ServerSet server, std::shared_ptr<LdapDirectory> ldap,
                                    ReplicaOptions options, MetricsRegistry* metrics)
-    : io_(io), server_(std::move(server)), ldap_(std::move(ldap)), options_(std::move(options)) {
+    : io_(io), ldap_(std::move(ldap)), options_(std::move(options)) {
     auto norm = normalize_dn(options_.base);
     if (!norm) throw std::runtime_error("ldap_replica_base: invalid DN: " + printable(options_.base, 200));
     base_norm_ = *norm;
     live_ = std::make_shared<Live>();
-    live_->base_norm = base_norm_;
-    syncer_ = std::make_unique<Syncer>(io_, server_, options_, live_, metrics);
     if (metrics) {
-        Labels served{{"servers", server_.describe()}, {"answered", "replica"}};
-        Labels passed{{"servers", server_.describe()}, {"answered", "server"}};
+        Labels served{{"servers", server.describe()}, {"answered", "replica"}};
+        Labels passed{{"servers", server.describe()}, {"answered", "server"}};
         m_served_ = &metrics->counter("mailgrid_ldap_replica_searches_total", "Searches under the replicated base", served);
         m_passed_ = &metrics->counter("mailgrid_ldap_replica_searches_total", "Searches under the replicated base", passed);
     }
+    syncer_ = std::make_unique<Syncer>(io_, std::move(server), options_, live_, metrics);
 }
 
 ReplicaDirectory::~ReplicaDirectory() { shutdown(); }
@@ -558,7 +545,6 @@ void ReplicaDirectory::shutdown() {
     syncer_->stop();
     if (thread_.joinable()) thread_.join();
     live_->drop();
-    ldap_->shutdown();
 }
 
 std::string ReplicaDirectory::describe() const { return ldap_->describe() + " (replica of " + options_.base + ")"; }
@@ -580,10 +566,6 @@ void ReplicaDirectory::expect_filter(std::string_view filter_template) {
     live_->hints->add(attrs);
 }
 
-bool ReplicaDirectory::in_service() const { return live_->in_service; }
-
-std::size_t ReplicaDirectory::entries() const { return live_->size(); }
-
 bool ReplicaDirectory::covers(std::string_view replica_base_norm, const SearchRequest& req) {
     for (const auto& a : req.attributes)
         if (operational_attribute(a)) return false;
@@ -591,8 +573,20 @@ bool ReplicaDirectory::covers(std::string_view replica_base_norm, const SearchRe
     return base && dn_in_scope(*base, replica_base_norm, -1);
 }
 
+bool ReplicaDirectory::covered(const SearchRequest& req) {
+    // Tables search with the same base and attributes every time: decide
+    // once, not with a DN normalisation and lowercasing on every lookup.
+    if (!covered_known_ || req.base != covered_base_ || req.attributes != covered_attributes_) {
+        covered_known_ = true;
+        covered_base_ = req.base;
+        covered_attributes_ = req.attributes;
+        covered_ = covers(base_norm_, req);
+    }
+    return covered_;
+}
+
 awaitable<SearchResult> ReplicaDirectory::search(SearchRequest request) {
-    if (live_->in_service && covers(base_norm_, request)) {
+    if (live_->in_service && covered(request)) {
         if (m_served_) m_served_->inc();
         co_return live_->search(request);
     }

@@ -50,11 +50,7 @@ public:
     // into service, so that no search waits for one to be built.
     void expect_filter(std::string_view filter_template);
     void start();     // begin synchronising (daemons; one-shot tools ask the server)
-    void shutdown();  // stop the sync thread and the pool
-
-    // Event-loop side state, for tests and metrics.
-    bool in_service() const;
-    std::size_t entries() const;
+    void shutdown();  // stop the sync thread (the pool is the registry's)
 
     // Could a search with this base and these attributes be answered from
     // a copy of `replica_base`? Operational attributes are not copied.
@@ -64,15 +60,18 @@ public:
 
 private:
     class Syncer;
+    bool covered(const SearchRequest& request);  // covers(), remembered for the last base and attributes
 
     asio::io_context& io_;
-    ServerSet server_;
     std::shared_ptr<LdapDirectory> ldap_;
     ReplicaOptions options_;
     std::string base_norm_;
     std::shared_ptr<Live> live_;
     std::unique_ptr<Syncer> syncer_;
     std::thread thread_;
+    std::string covered_base_;
+    std::vector<std::string> covered_attributes_;
+    bool covered_known_ = false, covered_ = false;
     Counter* m_served_ = nullptr;
     Counter* m_passed_ = nullptr;
 };

@@ -747,8 +747,18 @@ TEST_CASE("InputBuffer: all of standard input, up to a cap, in one block") {
     for (std::size_t i = 0; i < big.size(); i += 4099) big[i] = static_cast<char>('a' + i % 26);
     CHECK(through_pipe(big, SIZE_MAX) == big);
     CHECK(through_pipe(big, 1001) == big.substr(0, 1001));  // a message size limit + 1
+    // OneMessage is returned by value: the block moves, it is not copied.
+    int fds[2];
+    REQUIRE(::pipe(fds) == 0);
+    REQUIRE(::write(fds[1], "Subject: moved\n", 15) == 15);
+    ::close(fds[1]);
     InputBuffer moved_from;
+    REQUIRE(moved_from.read_all(fds[0], SIZE_MAX));
+    ::close(fds[0]);
+    const char* block = moved_from.view().data();
     InputBuffer moved(std::move(moved_from));
-    CHECK(moved.view().empty());
+    CHECK(moved.view() == "Subject: moved\n");
+    CHECK(moved.view().data() == block);
+    CHECK(moved_from.view().empty());
     std::signal(SIGPIPE, previous);
 }
