@@ -9,7 +9,6 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
-#include <iostream>
 
 #include "log/log.hpp"
 #include "mail/address.hpp"
@@ -17,44 +16,64 @@
 
 namespace mailgrid {
 
-std::optional<int> parse_command_line(CLI::App& app, Invocation& inv, int argc, char** argv) {
-    app.set_version_flag("--version", "maildir_deliver " MAILGRID_VERSION);
-    // "maildir_deliver purge -o name=value" as well as before the subcommand.
-    app.fallthrough();
-    // -f is the envelope sender here, as for sendmail and dovecot-lda.
-    app.add_option("-c,--config", inv.common.config_path, "mailgrid.cf to read")->capture_default_str();
-    app.add_option("-o", inv.common.overrides, "override a parameter: -o name=value")->take_all();
-    app.add_flag("--foreground", inv.common.foreground, "log to stderr (and stay in the foreground with --lmtp)");
-    app.add_flag("-v,--verbose", inv.common.verbose, "more logging (repeat for more)");
-    app.add_flag("--check", inv.common.check, "validate the configuration and exit");
-    app.add_flag("--show", inv.common.show, "print the effective parameters and exit");
-    app.add_option("-d,--destination", inv.destination, "recipient: user@domain or user+extension@domain (pipe(8))");
-    app.add_option("-e,--extension", inv.extension, "address extension: delivers into the folder .extension");
-    app.add_option("-f,--from", inv.sender, "envelope sender, for the log");
-    app.add_option("-i,--queue-id", inv.queue_id, "Postfix queue id, for the log (pipe(8): ${queue_id})");
-    app.add_option("--maildir", inv.maildir, "deliver into this Maildir (like deliverquota)");
-    app.add_option("--quota", inv.quota, "with --maildir: the quota, <bytes>S,<messages>C");
-    app.add_option("--lmtp", inv.lmtp, "serve LMTP on unix:/path or inet:host:port (default: deliver_lmtp_listen)")
-        ->expected(0, 1);
-    inv.purge_command = app.add_subcommand("purge", "remove old unflagged messages from cur/ of every user's INBOX");
-    inv.purge_command->add_flag("--dry-run", inv.purge.dry_run, "say what would be removed, remove nothing");
-    inv.days = inv.purge_command->add_option("--days", inv.purge.days, "age in days (default: deliver_purge_days)");
-    inv.reconcile_command = app.add_subcommand("reconcile", "compare the directory's users with the Maildirs on disk");
-    inv.reconcile_command->add_flag("--remove", inv.reconcile.remove,
-                                    "move Maildirs without a directory entry to the attic");
-    inv.reconcile_command->add_flag("--force", inv.reconcile.force, "move them even when most Maildirs would go");
-    inv.reconcile_command->add_flag("--dry-run", inv.reconcile_dry_run, "only list (the default without --remove)");
-    try {
-        app.parse(argc, argv);
-    } catch (const CLI::Success& e) {
-        return app.exit(e);
-    } catch (const CLI::ParseError& e) {
-        // Under Postfix any status but 75 (and 71) bounces the message.
-        finish(EX_TEMPFAIL, "4.3.5", std::string("maildir_deliver: bad command line: ") + e.what());
+bool parse_delivery_line(int argc, const char* const* argv, Invocation& inv) {
+    struct ValueOption {
+        std::string_view short_name, long_name;
+        std::string Invocation::*single;  // nullptr: -o, which may repeat
+    };
+    static const ValueOption options[] = {
+        {"-c", "--config", nullptr},  // handled apart: it lives in common
+        {"-o", "", nullptr},
+        {"-d", "--destination", &Invocation::destination},
+        {"-e", "--extension", &Invocation::extension},
+        {"-f", "--from", &Invocation::sender},
+        {"-i", "--queue-id", &Invocation::queue_id},
+        {"", "--maildir", &Invocation::maildir},
+        {"", "--quota", &Invocation::quota},
+    };
+    Invocation out;
+    unsigned seen = 0;  // options other than -o and -v given once at most
+    for (int i = 1; i < argc; ++i) {
+        std::string_view arg = argv[i];
+        if (arg == "-v" || arg == "--verbose") {
+            ++out.common.verbose;
+            continue;
+        }
+        if (arg == "--foreground") {
+            if (out.common.foreground) return false;
+            out.common.foreground = true;
+            continue;
+        }
+        std::size_t which = std::size(options);
+        std::string_view value;
+        for (std::size_t k = 0; k < std::size(options); ++k) {
+            const auto& o = options[k];
+            if (arg == o.short_name || arg == o.long_name) {
+                if (i + 1 >= argc) return false;
+                value = argv[++i];
+                // What CLI11 might read as another option or a subcommand.
+                if (value.starts_with('-') || value == "purge" || value == "reconcile") return false;
+            } else if (!o.long_name.empty() && arg.starts_with(o.long_name) && arg.size() > o.long_name.size() &&
+                       arg[o.long_name.size()] == '=') {
+                value = arg.substr(o.long_name.size() + 1);
+            } else {
+                continue;
+            }
+            which = k;
+            break;
+        }
+        if (which == std::size(options)) return false;
+        if (options[which].short_name == "-o") {
+            out.common.overrides.emplace_back(value);
+            continue;
+        }
+        if (seen & (1u << which)) return false;
+        seen |= 1u << which;
+        if (which == 0) out.common.config_path = std::string(value);
+        else out.*options[which].single = std::string(value);
     }
-    if (inv.reconcile_dry_run) inv.reconcile.remove = false;
-    inv.serve = app.count("--lmtp") > 0;
-    return std::nullopt;
+    inv = std::move(out);
+    return true;
 }
 
 SuiteConfig load_deliver_config(const Invocation& inv) {
@@ -67,7 +86,7 @@ SuiteConfig load_deliver_config(const Invocation& inv) {
         config.declare(deliver_params());
     } catch (const ConfigError& e) {
         if (inv.delivering()) defer_config(e.what());
-        std::cerr << "maildir_deliver: fatal: " << e.what() << "\n";
+        std::fprintf(stderr, "maildir_deliver: fatal: %s\n", e.what());
         std::exit(EX_CONFIG);
     }
     if (!inv.lmtp.empty()) config.set("deliver_lmtp_listen", inv.lmtp);
@@ -79,8 +98,9 @@ SuiteConfig load_deliver_config(const Invocation& inv) {
 bool serving_lmtp(const Invocation& inv, const SuiteConfig& config) {
     if (!inv.serve || inv.maintenance() || inv.common.check || inv.common.show) return false;
     if (config.get("deliver_lmtp_listen").empty()) {
-        std::cerr << "maildir_deliver: fatal: --lmtp needs an address (unix:/path or inet:host:port) or "
-                     "deliver_lmtp_listen\n";
+        std::fputs("maildir_deliver: fatal: --lmtp needs an address (unix:/path or inet:host:port) or "
+                   "deliver_lmtp_listen\n",
+                   stderr);
         std::exit(EX_USAGE);
     }
     return true;

@@ -11,9 +11,7 @@
 #include <string_view>
 #include <utility>
 
-#include <CLI/CLI.hpp>
-
-#include "daemon/daemon.hpp"
+#include "daemon/common.hpp"
 #include "mailbox.hpp"
 
 namespace mailgrid {
@@ -29,26 +27,32 @@ struct ReconcileOptions {
     std::string attic;
 };
 
+enum class Job { Deliver, Purge, Reconcile };
+
 struct Invocation {
     CommonOptions common;
     std::string destination, extension, sender, queue_id, maildir, quota, lmtp;
     bool serve = false;  // --lmtp given (with or without an address)
+    Job job = Job::Deliver;
     PurgeOptions purge;
+    bool days_given = false;  // purge --days (else deliver_purge_days)
     ReconcileOptions reconcile;
     bool reconcile_dry_run = false;
-    CLI::App* purge_command = nullptr;
-    CLI::App* reconcile_command = nullptr;
-    CLI::Option* days = nullptr;
 
-    bool maintenance() const { return purge_command->parsed() || reconcile_command->parsed(); }
+    bool maintenance() const { return job != Job::Deliver; }
     // Deliver one message from stdin (not a server, a job or a check)?
     bool delivering() const { return !maintenance() && !common.check && !common.show && !serve; }
 };
 
-// Defines the options and subcommands; parses argv. Returns an exit status
-// when there is nothing more to do (--help, --version), and a bad command
-// line defers the message (75, "4.3.5 ...") since Postfix bounces for 64.
-std::optional<int> parse_command_line(CLI::App& app, Invocation& inv, int argc, char** argv);
+// The command lines that deliver one message as Postfix writes them
+// (pipe(8): -d user@domain -e ext -f sender -i queue_id; .forward and
+// mailbox_command: none; deliverquota style: --maildir DIR --quota Q;
+// -c, -o, -v, --foreground), read without CLI11: the front, started once
+// per message, then links no command-line library. False for anything
+// else - --help, --lmtp, purge, a spelling it does not know - and the
+// front hands the command line to maildir_deliverd, whose CLI11 parser
+// (command_line.hpp) has the last word.
+bool parse_delivery_line(int argc, const char* const* argv, Invocation& inv);
 
 // mailgrid.cf with every parameter declared; -o applied; --lmtp as
 // deliver_lmtp_listen. Trouble defers when delivering, else exits 78.

@@ -57,10 +57,8 @@ namespace {
 }  // namespace
 
 int main(int argc, char** argv) {
-    CLI::App app{"maildir_deliver: Maildir++ delivery with quotas, from .forward, pipe(8) and LMTP"};
     Invocation inv;
-    if (auto done = parse_command_line(app, inv, argc, argv)) return *done;
-    if (!inv.delivering()) hand_over(argv, nullptr);
+    if (!parse_delivery_line(argc, argv, inv)) hand_over(argv, nullptr);
     SuiteConfig config = load_deliver_config(inv);
     // With RLIMIT_FSIZE, a write past the limit must fail (EFBIG), not kill.
     std::signal(SIGXFSZ, SIG_IGN);

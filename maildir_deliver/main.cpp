@@ -19,6 +19,8 @@
 
 #include "agent.hpp"
 #include "cli.hpp"
+#include "command_line.hpp"
+#include "daemon/daemon.hpp"
 #include "delivery_journal.hpp"
 #include "lmtp_server.hpp"
 #include "log/log.hpp"
@@ -147,13 +149,13 @@ int main(int argc, char** argv) {
 
     if (inv.maintenance()) {
         int status = EX_SOFTWARE;
-        if (inv.purge_command->parsed() && !inv.days->count())
+        if (inv.job == Job::Purge && !inv.days_given)
             inv.purge.days = static_cast<int>(config.get_int("deliver_purge_days", 0, 100000));
         inv.reconcile.attic = config.get("deliver_attic");
         asio::co_spawn(
             io,
             [&]() -> awaitable<void> {
-                if (inv.purge_command->parsed()) status = co_await run_purge(*agent, inv.purge);
+                if (inv.job == Job::Purge) status = co_await run_purge(*agent, inv.purge);
                 else status = co_await run_reconcile(*agent, inv.reconcile);
                 agent->shutdown();
             },

@@ -1,9 +1,11 @@
 #include "config/cf_file.hpp"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 #include "util/strings.hpp"
 
@@ -75,11 +77,28 @@ CfFile CfFile::parse(std::string_view text, std::string path) {
 }
 
 CfFile CfFile::load(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw ConfigError(path + ": cannot open: " + std::string(std::strerror(errno)));
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    return parse(ss.str(), path);
+    // Plain read(2), no iostreams: a program started once per message
+    // (maildir_deliver) reads this file, and iostreams' locale set-up would
+    // cost it more than the reading.
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throw ConfigError(path + ": cannot open: " + std::string(std::strerror(errno)));
+    std::string text;
+    struct stat st{};
+    if (::fstat(fd, &st) == 0 && st.st_size > 0) text.reserve(static_cast<std::size_t>(st.st_size));
+    char buf[8192];
+    for (;;) {
+        ssize_t n = ::read(fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            int e = errno;
+            ::close(fd);
+            throw ConfigError(path + ": cannot read: " + std::string(std::strerror(e)));
+        }
+        if (n == 0) break;
+        text.append(buf, static_cast<std::size_t>(n));
+    }
+    ::close(fd);
+    return parse(text, path);
 }
 
 const CfParam* CfFile::find(std::string_view name) const {

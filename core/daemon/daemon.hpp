@@ -12,36 +12,17 @@
 #include <CLI/CLI.hpp>
 
 #include "config/suite_config.hpp"
+#include "daemon/common.hpp"
 #include "metrics/metrics.hpp"
 #include "net/server.hpp"
 
 namespace mailgrid {
 
-inline constexpr const char* kDefaultConfig = "/etc/mailgrid/mailgrid.cf";
-
-struct CommonOptions {
-    std::string config_path = kDefaultConfig;
-    std::vector<std::string> overrides;
-    bool foreground = false;
-    int verbose = 0;
-    bool check = false;
-    bool show = false;
-};
-
 void add_common_options(CLI::App& app, CommonOptions& o);
-
-// Parameters every program reads (syslog, cache, Redis, LDAP pool, user).
-const std::vector<ParamSpec>& common_params();
-// Parameter name prefixes of all programs, so --check of one program does
-// not call another program's parameters unknown.
-const std::vector<std::string>& program_prefixes();
 
 // Loads mailgrid.cf (required only if -c was given) with the common and the
 // program's parameters declared. Exits 78 (EX_CONFIG) on errors.
 SuiteConfig load_config(const CommonOptions& o, const std::vector<ParamSpec>& program_params, bool config_given);
-
-// stderr for foreground, checks and one-shot queries; syslog otherwise.
-void init_logging(const std::string& program, const SuiteConfig& c, bool to_stderr, int verbose);
 
 // If root and daemon_user is set, become that user. Exits 78 if the user
 // does not exist, 71 (EX_OSERR) if the change fails.

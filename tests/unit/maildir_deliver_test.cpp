@@ -18,6 +18,7 @@
 
 #include "config/suite_ldap.hpp"
 #include "cli.hpp"
+#include "command_line.hpp"
 #include "delivery_journal.hpp"
 #include "mail/maildir.hpp"
 #include "mail/maildir_name.hpp"
@@ -171,6 +172,13 @@ TEST_CASE("maildir file names: sizes, flags, unique names") {
     CHECK(fin == "1700000000.M000042P99V000000000000FE00I00000000000000A7Q7.mx,S=18,W=21");
     CHECK(maildir::parse_file_name(fin).size == 18u);
     CHECK(maildir::crlf_size("a\nb\r\nc\n") == 9u);
+    // W= counts a CR for each bare LF: at the start, in a row, at the end.
+    CHECK(maildir::crlf_size("") == 0u);
+    CHECK(maildir::crlf_size("no newline") == 10u);
+    CHECK(maildir::crlf_size("\n") == 2u);
+    CHECK(maildir::crlf_size("\r\n") == 2u);
+    CHECK(maildir::crlf_size("\n\n\r\n\n") == 8u);
+    CHECK(maildir::crlf_size("x\r") == 2u);
 }
 
 // ---------------------------------------------------------------- maildirsize
@@ -761,4 +769,74 @@ TEST_CASE("InputBuffer: all of standard input, up to a cap, in one block") {
     CHECK(moved.view().data() == block);
     CHECK(moved_from.view().empty());
     std::signal(SIGPIPE, previous);
+}
+
+// ---------------------------------------------------------- command line
+
+namespace {
+
+// What the front reads without CLI11 must be what CLI11 reads: either the
+// same invocation, or the front declines and maildir_deliverd decides.
+std::optional<Invocation> lean(std::vector<const char*> args) {
+    args.insert(args.begin(), "maildir_deliver");
+    Invocation inv;
+    if (!parse_delivery_line(static_cast<int>(args.size()), args.data(), inv)) return std::nullopt;
+    return inv;
+}
+
+Invocation full(std::vector<const char*> args) {
+    args.insert(args.begin(), "maildir_deliver");
+    CLI::App app;
+    Invocation inv;
+    REQUIRE_FALSE(parse_command_line(app, inv, static_cast<int>(args.size()), args.data()));
+    return inv;
+}
+
+void same(const Invocation& a, const Invocation& b) {
+    CHECK(a.common.config_path == b.common.config_path);
+    CHECK(a.common.overrides == b.common.overrides);
+    CHECK(a.common.verbose == b.common.verbose);
+    CHECK(a.common.foreground == b.common.foreground);
+    CHECK(a.destination == b.destination);
+    CHECK(a.extension == b.extension);
+    CHECK(a.sender == b.sender);
+    CHECK(a.queue_id == b.queue_id);
+    CHECK(a.maildir == b.maildir);
+    CHECK(a.quota == b.quota);
+    CHECK(a.delivering() == b.delivering());
+}
+
+}  // namespace
+
+TEST_CASE("front's command line: Postfix's delivery forms read as CLI11 reads them") {
+    const std::vector<std::vector<const char*>> forms = {
+        {},
+        {"-d", "joe@example.com", "-e", "", "-f", "", "-i", "4XyZ12"},
+        {"-d", "joe@example.com", "-e", "lists", "-f", "a@b.example"},
+        {"--destination=joe@example.com", "--extension=x", "--queue-id=Q1", "--from=s@x"},
+        {"--maildir", "/srv/mail/joe", "--quota", "1000000S,1000C"},
+        {"--maildir=/srv/mail/joe", "--quota=5S"},
+        {"-c", "/etc/mailgrid/other.cf", "-o", "deliver_root=/srv", "-o", "deliver_create=no", "-v", "-v"},
+        {"--config", "x.cf", "--foreground", "--verbose", "-d", "a@b"},
+    };
+    for (const auto& args : forms) {
+        CAPTURE(args.size());
+        auto mine = lean(args);
+        REQUIRE(mine);
+        CHECK(mine->delivering());
+        same(*mine, full(args));
+    }
+}
+
+TEST_CASE("front's command line: everything else is left to maildir_deliverd") {
+    const std::vector<std::vector<const char*>> others = {
+        {"--help"}, {"--version"}, {"--check"}, {"--show"}, {"--lmtp"}, {"--lmtp", "unix:/run/x"},
+        {"purge", "--dry-run"}, {"reconcile"}, {"-d"}, {"-d", "-e"}, {"-d", "a@b", "-d", "c@d"},
+        {"-dfoo@bar"}, {"-vv"}, {"stray"}, {"-o", "a=1", "b=2"}, {"-d", "purge"}, {"--"},
+        {"--foreground", "--foreground"}, {"--maildirx", "y"}, {"-x"},
+    };
+    for (const auto& args : others) {
+        CAPTURE(args.front());
+        CHECK_FALSE(lean(args));
+    }
 }
