@@ -160,7 +160,7 @@ std::string SuiteConfig::show(bool only_set) const {
     std::string out;
     for (const auto& [name, spec] : specs_) {
         if (only_set && !has(name)) continue;
-        out += name + " = " + raw(name) + "\n";
+        out.append(name).append(" = ").append(raw(name)).append("\n");
     }
     return out;
 }

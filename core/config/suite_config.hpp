@@ -68,7 +68,7 @@ private:
     std::string path_;
     std::vector<CfParam> file_params_;
     std::map<std::string, std::string, std::less<>> overrides_;
-    std::map<std::string, ParamSpec, std::less<>> specs_;
+    std::map<std::string_view, ParamSpec, std::less<>> specs_;  // names: ParamSpec's literals
     std::vector<std::string> warnings_;
 };
 

@@ -2,6 +2,7 @@
 #include "mail/maildir_name.hpp"
 
 #include <cstdio>
+#include <cstring>
 
 #include "util/strings.hpp"
 
@@ -237,9 +238,17 @@ std::string final_name(const UniqueParts& u, std::uint64_t device, std::uint64_t
 }
 
 std::uint64_t crlf_size(std::string_view message) {
+    // From newline to newline with memchr (vectorised in glibc): a byte
+    // loop was a third of a one-message delivery's own CPU time.
     std::uint64_t n = message.size();
-    for (std::size_t i = 0; i < message.size(); ++i)
-        if (message[i] == '\n' && (i == 0 || message[i - 1] != '\r')) ++n;
+    const char* const begin = message.data();
+    const char* const end = begin + message.size();
+    for (const char* p = begin; p < end;) {
+        const auto* nl = static_cast<const char*>(std::memchr(p, '\n', static_cast<std::size_t>(end - p)));
+        if (!nl) break;
+        if (nl == begin || nl[-1] != '\r') ++n;
+        p = nl + 1;
+    }
     return n;
 }
 
