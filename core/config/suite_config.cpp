@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include "util/strings.hpp"
@@ -30,7 +31,20 @@ SuiteConfig SuiteConfig::load(const std::string& path, const std::vector<std::st
 }
 
 void SuiteConfig::declare(const std::vector<ParamSpec>& specs) {
-    for (const auto& s : specs) specs_[s.name] = s;
+    specs_.reserve(specs_.size() + specs.size());
+    for (const auto& s : specs) {
+        // Declared again: the later spec wins.
+        auto known = std::find_if(specs_.begin(), specs_.end(),
+                                  [&](const ParamSpec& k) { return std::string_view(k.name) == s.name; });
+        if (known != specs_.end()) *known = s;
+        else specs_.push_back(s);
+    }
+}
+
+const ParamSpec* SuiteConfig::spec(std::string_view name) const {
+    for (const auto& s : specs_)
+        if (name == s.name) return &s;
+    return nullptr;
 }
 
 void SuiteConfig::set(std::string name, std::string value) { overrides_[std::move(name)] = std::move(value); }
@@ -39,7 +53,7 @@ std::optional<std::string> SuiteConfig::lookup(std::string_view name) const {
     if (auto it = overrides_.find(name); it != overrides_.end()) return it->second;
     for (auto it = file_params_.rbegin(); it != file_params_.rend(); ++it)
         if (it->name == name) return it->value;
-    if (auto it = specs_.find(name); it != specs_.end()) return std::string(it->second.default_value);
+    if (const auto* s = spec(name)) return std::string(s->default_value);
     return std::nullopt;
 }
 
@@ -146,7 +160,7 @@ std::vector<std::pair<std::string, std::string>> SuiteConfig::get_pairs(std::str
 std::vector<std::string> SuiteConfig::unknown(const std::vector<std::string>& foreign) const {
     std::vector<std::string> out;
     auto check = [&](const std::string& name, const std::string& where_) {
-        if (specs_.count(name)) return;
+        if (spec(name)) return;
         for (const auto& f : foreign)
             if (name.rfind(f, 0) == 0) return;
         out.push_back(where_ + ": unknown parameter: " + name);
@@ -157,8 +171,12 @@ std::vector<std::string> SuiteConfig::unknown(const std::vector<std::string>& fo
 }
 
 std::string SuiteConfig::show(bool only_set) const {
+    std::vector<std::string_view> names;
+    names.reserve(specs_.size());
+    for (const auto& s : specs_) names.emplace_back(s.name);
+    std::sort(names.begin(), names.end());
     std::string out;
-    for (const auto& [name, spec] : specs_) {
+    for (auto name : names) {
         if (only_set && !has(name)) continue;
         out.append(name).append(" = ").append(raw(name)).append("\n");
     }

@@ -68,7 +68,10 @@ private:
     std::string path_;
     std::vector<CfParam> file_params_;
     std::map<std::string, std::string, std::less<>> overrides_;
-    std::map<std::string_view, ParamSpec, std::less<>> specs_;  // names: ParamSpec's literals
+    const ParamSpec* spec(std::string_view name) const;
+    // Flat, not a map: a program started once per message (maildir_deliver)
+    // declares some sixty parameters and asks for a handful.
+    std::vector<ParamSpec> specs_;
     std::vector<std::string> warnings_;
 };
 
