@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <sysexits.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -533,8 +534,12 @@ void MailboxStore::record(const Outcome& o, std::string_view address, std::strin
     std::string why = o.kind == Outcome::Kind::Delivered
                           ? o.detail
                           : o.enhanced() + " " + o.text + (o.detail.empty() ? "" : ": " + o.detail);
-    log::info("%sto=<%s>%s, size=%llu, delay=%.3f, status=%s (%s)", prefix.c_str(), printable(address).c_str(),
-              where.c_str(), static_cast<unsigned long long>(size), seconds, o.status(), printable(why, 500).c_str());
+    // Milliseconds in integers: %f would bring glibc's floating-point
+    // formatter into every one-message process for this one number.
+    const auto ms = static_cast<unsigned long long>(std::max(0.0, seconds) * 1000 + 0.5);
+    log::info("%sto=<%s>%s, size=%llu, delay=%llu.%03llu, status=%s (%s)", prefix.c_str(),
+              printable(address).c_str(), where.c_str(), static_cast<unsigned long long>(size), ms / 1000, ms % 1000,
+              o.status(), printable(why, 500).c_str());
     if (!m_sent_) return;
     if (o.duplicate) {
         m_duplicates_->inc();

@@ -48,7 +48,10 @@ void init(const std::string& program, Sink sink, const std::string& syslog_name,
     g_sink = sink;
     if (sink == Sink::Syslog) {
         g_ident = syslog_name.empty() ? program : syslog_name + "/" + program;
-        ::openlog(g_ident.c_str(), LOG_PID | LOG_NDELAY, facility_code(facility));
+        // Connected at the first message (no LOG_NDELAY): a process that
+        // logs one line (maildir_deliver) then connects once, not twice
+        // when /dev/log is missing. No program here chroots.
+        ::openlog(g_ident.c_str(), LOG_PID, facility_code(facility));
     }
 }
 
