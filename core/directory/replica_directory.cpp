@@ -3,8 +3,8 @@
 #include <lber.h>
 #include <ldap.h>
 
-#include <condition_variable>
 #include <algorithm>
+#include <condition_variable>
 #include <cstring>
 #include <functional>
 #include <mutex>
@@ -15,6 +15,7 @@
 #include "directory/dn.hpp"
 #include "directory/filter.hpp"
 #include "directory/ldap_sync.hpp"
+#include "directory/sync_messages.hpp"
 #include "log/log.hpp"
 #include "util/strings.hpp"
 
@@ -23,6 +24,8 @@ namespace mailgrid {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+std::string_view as_view(const berval& v) { return v.bv_val ? std::string_view(v.bv_val, v.bv_len) : std::string_view(); }
 
 // Attributes a "*" sync search does not carry (RFC 4512 operational ones
 // mail tools ask for): a search naming one goes to the server.
@@ -324,28 +327,20 @@ private:
     void on_entry(LDAP* ld, LDAPMessage* msg) {
         LDAPControl** ctrls = nullptr;
         ldap_get_entry_controls(ld, msg, &ctrls);
-        int state = -1;
-        std::string uuid;
+        std::optional<ldapsync::StateControl> sync;
         for (int i = 0; ctrls && ctrls[i]; ++i) {
             if (std::strcmp(ctrls[i]->ldctl_oid, LDAP_CONTROL_SYNC_STATE) != 0) continue;
-            if (BerElement* ber = ber_init(&ctrls[i]->ldctl_value)) {
-                ber_int_t st = -1;
-                berval id{};
-                if (ber_scanf(ber, "{em", &st, &id) != LBER_ERROR && id.bv_len > 0) {
-                    state = st;
-                    uuid.assign(id.bv_val, id.bv_len);
-                }
-                ber_free(ber, 1);
-            }
+            sync = ldapsync::parse_state_control(as_view(ctrls[i]->ldctl_value));
             break;
         }
         if (ctrls) ldap_controls_free(ctrls);
-        if (uuid.empty()) {
-            log::warning("replica of %s: an entry without a sync state control; ignored", options_.base.c_str());
+        if (!sync) {
+            log::warning("replica of %s: an entry without a valid sync state control; ignored", options_.base.c_str());
             return;
         }
-        if (state == LDAP_SYNC_PRESENT) return;  // unchanged since a cookie we never send
-        if (state == LDAP_SYNC_DELETE) {
+        const std::string& uuid = sync->uuid;
+        if (sync->state == ldapsync::State::Present) return;  // unchanged since a cookie we never send
+        if (sync->state == ldapsync::State::Delete) {
             remove(uuid);
             return;
         }
@@ -412,29 +407,14 @@ private:
         berval* data = nullptr;
         if (ldap_parse_intermediate(ld, msg, &oid, &data, nullptr, 0) != LDAP_SUCCESS) return;
         if (oid && data && std::strcmp(oid, LDAP_SYNC_INFO) == 0) {
-            if (BerElement* ber = ber_init(data)) {
-                ber_len_t len = 0;
-                ber_tag_t tag = ber_peek_tag(ber, &len);
-                berval cookie{};
-                if (tag == LDAP_TAG_SYNC_REFRESH_PRESENT || tag == LDAP_TAG_SYNC_REFRESH_DELETE) {
-                    ber_int_t done = 1;
-                    if (ber_scanf(ber, "{") != LBER_ERROR) {
-                        if (ber_peek_tag(ber, &len) == LDAP_TAG_SYNC_COOKIE) ber_scanf(ber, "m", &cookie);
-                        if (ber_peek_tag(ber, &len) == LDAP_TAG_REFRESHDONE) ber_scanf(ber, "b", &done);
-                        if (done && refreshing_) refreshed(started);
-                    }
-                } else if (tag == LDAP_TAG_SYNC_ID_SET) {
-                    ber_int_t deletes = 0;
-                    BerVarray uuids = nullptr;
-                    if (ber_scanf(ber, "{") != LBER_ERROR) {
-                        if (ber_peek_tag(ber, &len) == LDAP_TAG_SYNC_COOKIE) ber_scanf(ber, "m", &cookie);
-                        if (ber_peek_tag(ber, &len) == LDAP_TAG_REFRESHDELETES) ber_scanf(ber, "b", &deletes);
-                        if (ber_scanf(ber, "[W]}", &uuids) != LBER_ERROR && uuids && deletes)
-                            for (int i = 0; uuids[i].bv_val; ++i) remove(std::string(uuids[i].bv_val, uuids[i].bv_len));
-                    }
-                    if (uuids) ber_bvarray_free(uuids);
-                }
-                ber_free(ber, 1);
+            using Kind = ldapsync::SyncInfo::Kind;
+            auto info = ldapsync::parse_sync_info(as_view(*data));
+            if (!info) {
+                log::warning("replica of %s: a malformed sync info message; ignored", options_.base.c_str());
+            } else if (info->kind == Kind::RefreshPresent || info->kind == Kind::RefreshDelete) {
+                if (info->refresh_done && refreshing_) refreshed(started);
+            } else if (info->kind == Kind::IdSet && info->refresh_deletes) {
+                for (const auto& uuid : info->uuids) remove(uuid);
             }
         }
         if (oid) ldap_memfree(oid);

@@ -1,4 +1,8 @@
 #include <doctest/doctest.h>
+#include <lber.h>
+#include <ldap.h>
+
+#include <cstring>
 
 #include "config/ldap_table.hpp"
 #include "directory/dn.hpp"
@@ -8,6 +12,7 @@
 #include "directory/ldif.hpp"
 #include "directory/ldif_directory.hpp"
 #include "directory/replica_directory.hpp"
+#include "directory/sync_messages.hpp"
 #include "directory/table_results.hpp"
 
 using namespace mailgrid;
@@ -215,4 +220,90 @@ TEST_CASE("project_entry: what a search for these attributes returns") {
     REQUIRE(m.attributes.size() == 1);
     CHECK(m.attributes[0].values.size() == 2);
     CHECK(m.dn == "uid=a,dc=x");
+}
+
+// ---------------------------------------------------------- RFC 4533 values
+
+namespace {
+
+// Encodes with liblber, as slapd's syncprov does, so the decoder is held
+// to what a real server sends.
+template <class... Args>
+std::string ber_encode(const char* fmt, Args... args) {
+    BerElement* ber = ber_alloc_t(LBER_USE_DER);
+    REQUIRE(ber);
+    REQUIRE(ber_printf(ber, fmt, args...) != -1);
+    berval bv{};
+    REQUIRE(ber_flatten2(ber, &bv, 0) == 0);
+    std::string out(bv.bv_val, bv.bv_len);
+    ber_free(ber, 1);
+    return out;
+}
+
+berval bv_of(const char* s) { return berval{std::strlen(s), const_cast<char*>(s)}; }
+
+}  // namespace
+
+TEST_CASE("sync state control: state and entryUUID, with or without a cookie") {
+    using namespace ldapsync;
+    const char uuid[] = "0123456789abcdef";
+    berval u = bv_of(uuid);
+    berval cookie = bv_of("rid=001,csn=20261205000000.000000Z#000000#000#000000");
+    auto add = parse_state_control(ber_encode("{eO}", static_cast<ber_int_t>(LDAP_SYNC_ADD), &u));
+    REQUIRE(add);
+    CHECK(add->state == State::Add);
+    CHECK(add->uuid == uuid);
+    auto del = parse_state_control(ber_encode("{eOO}", static_cast<ber_int_t>(LDAP_SYNC_DELETE), &u, &cookie));
+    REQUIRE(del);
+    CHECK(del->state == State::Delete);
+    CHECK(parse_state_control(ber_encode("{eO}", static_cast<ber_int_t>(LDAP_SYNC_PRESENT), &u))->state ==
+          State::Present);
+    CHECK(parse_state_control(ber_encode("{eO}", static_cast<ber_int_t>(LDAP_SYNC_MODIFY), &u))->state ==
+          State::Modify);
+
+    berval empty = bv_of("");
+    CHECK_FALSE(parse_state_control(ber_encode("{eO}", static_cast<ber_int_t>(LDAP_SYNC_ADD), &empty)));
+    CHECK_FALSE(parse_state_control(ber_encode("{eO}", static_cast<ber_int_t>(7), &u)));
+    CHECK_FALSE(parse_state_control(ber_encode("{OO}", &u, &u)));  // no ENUMERATED
+    std::string whole = ber_encode("{eO}", static_cast<ber_int_t>(LDAP_SYNC_ADD), &u);
+    for (std::size_t n = 0; n < whole.size(); ++n) CHECK_FALSE(parse_state_control(whole.substr(0, n)));
+    CHECK_FALSE(parse_state_control(""));
+    // Indefinite length, and a length past the end.
+    CHECK_FALSE(parse_state_control(std::string("\x30\x80\x0a\x01\x01\x04\x01x\x00\x00", 10)));
+    CHECK_FALSE(parse_state_control(std::string("\x30\x84\xff\xff\xff\xff", 6)));
+}
+
+TEST_CASE("sync info: refresh done, refresh not done, deleted ids, new cookie") {
+    using namespace ldapsync;
+    berval cookie = bv_of("rid=001,csn=x");
+    auto present_done = parse_sync_info(ber_encode("t{}", static_cast<ber_tag_t>(LDAP_TAG_SYNC_REFRESH_PRESENT)));
+    REQUIRE(present_done);
+    CHECK(present_done->kind == SyncInfo::Kind::RefreshPresent);
+    CHECK(present_done->refresh_done);  // DEFAULT TRUE
+    auto delete_not_done = parse_sync_info(ber_encode("t{Ob}", static_cast<ber_tag_t>(LDAP_TAG_SYNC_REFRESH_DELETE),
+                                                      &cookie, static_cast<ber_int_t>(0)));
+    REQUIRE(delete_not_done);
+    CHECK(delete_not_done->kind == SyncInfo::Kind::RefreshDelete);
+    CHECK_FALSE(delete_not_done->refresh_done);
+
+    berval ids[] = {bv_of("0123456789abcdef"), bv_of("fedcba9876543210"), {0, nullptr}};
+    auto idset = parse_sync_info(ber_encode("t{Ob[W]}", static_cast<ber_tag_t>(LDAP_TAG_SYNC_ID_SET), &cookie,
+                                            static_cast<ber_int_t>(1), ids));
+    REQUIRE(idset);
+    CHECK(idset->kind == SyncInfo::Kind::IdSet);
+    CHECK(idset->refresh_deletes);
+    CHECK(idset->uuids == std::vector<std::string>{"0123456789abcdef", "fedcba9876543210"});
+    auto present_ids = parse_sync_info(ber_encode("t{[W]}", static_cast<ber_tag_t>(LDAP_TAG_SYNC_ID_SET), ids));
+    REQUIRE(present_ids);
+    CHECK_FALSE(present_ids->refresh_deletes);  // DEFAULT FALSE
+    CHECK(present_ids->uuids.size() == 2);
+
+    auto fresh = parse_sync_info(ber_encode("tO", static_cast<ber_tag_t>(LDAP_TAG_SYNC_NEW_COOKIE), &cookie));
+    REQUIRE(fresh);
+    CHECK(fresh->kind == SyncInfo::Kind::NewCookie);
+
+    std::string whole = ber_encode("t{Ob[W]}", static_cast<ber_tag_t>(LDAP_TAG_SYNC_ID_SET), &cookie,
+                                   static_cast<ber_int_t>(1), ids);
+    for (std::size_t n = 0; n < whole.size(); ++n) CHECK_FALSE(parse_sync_info(whole.substr(0, n)));
+    CHECK_FALSE(parse_sync_info(ber_encode("t{}", static_cast<ber_tag_t>(0xa7))));
 }
