@@ -389,6 +389,10 @@ class SmtpSink:
 
     def close(self):
         self.running = False
+        # close() alone leaves accept() blocked in its thread, which then
+        # lets one more client through after the test; shutdown() wakes it.
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
         with contextlib.suppress(OSError):
             self.sock.close()
 
@@ -482,6 +486,10 @@ class FaultProxy:
 
     def close(self):
         self.running = False
+        # close() alone leaves accept() blocked in its thread, which then
+        # lets one more client through after the test; shutdown() wakes it.
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
         with contextlib.suppress(OSError):
             self.sock.close()
         with self.lock:
@@ -495,6 +503,9 @@ class FaultProxy:
             try:
                 c, _ = self.sock.accept()
             except OSError:
+                return
+            if not self.running:
+                c.close()
                 return
             try:
                 s = socket.create_connection(("127.0.0.1", self.target), 5)
