@@ -67,6 +67,12 @@ const Entry* LdifSnapshot::find_dn(std::string_view dn) const {
     return it == by_dn_.end() ? nullptr : &entries_[it->second];
 }
 
+std::optional<std::size_t> LdifSnapshot::position(const std::string& normalized_dn) const {
+    auto it = by_dn_.find(normalized_dn);
+    if (it == by_dn_.end()) return std::nullopt;
+    return it->second;
+}
+
 std::vector<std::string> LdifSnapshot::indexed_attributes() const {
     std::vector<std::string> names;
     for (const auto& [attr, idx] : indexes_) names.push_back(attr);

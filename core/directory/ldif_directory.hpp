@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -33,6 +34,8 @@ public:
     // In load order; safe to read from another thread while searches run.
     const Entry& entry_at(std::size_t i) const { return entries_[i]; }
     const std::string& normalized_dn_at(std::size_t i) const { return norm_dns_[i]; }
+    // Where the entry with this normalized DN is in load order.
+    std::optional<std::size_t> position(const std::string& normalized_dn) const;
     // Equality indexes are built on first use; a copy that replaces this
     // one can build the same ones before it goes into service.
     std::vector<std::string> indexed_attributes() const;

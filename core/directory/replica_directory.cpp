@@ -95,6 +95,7 @@ struct ReplicaDirectory::Live {
     // Entries changed since: normalized DN -> the entry now (nullopt: gone).
     struct Change {
         std::uint64_t seq = 0;
+        std::uint64_t first_seq = 0;  // an entry new since the copy is placed by this
         std::optional<Entry> entry;
     };
     std::unordered_map<std::string, Change> changed;
@@ -110,11 +111,12 @@ struct ReplicaDirectory::Live {
         changed_index.reset();
         in_service = true;
     }
-    // Between two copies an entry changed since the last one comes after
-    // the others when several match.
     void apply(std::string dn_norm, std::uint64_t seq, std::optional<Entry> entry) {
         if (seq <= copy_seq) return;
-        changed[std::move(dn_norm)] = Change{seq, std::move(entry)};
+        auto [it, fresh] = changed.try_emplace(std::move(dn_norm));
+        if (fresh) it->second.first_seq = seq;
+        it->second.seq = seq;
+        it->second.entry = std::move(entry);
         changed_index.reset();
     }
     void drop() {
@@ -137,14 +139,30 @@ struct ReplicaDirectory::Live {
             std::vector<std::string> errors;
             changed_index = LdifSnapshot::from_entries(std::move(now), errors);
         }
-        std::vector<Entry> out;
+        // In the order the next full copy (Syncer::fold) will have, which is
+        // slapd's: an entry keeps its place in the copy when it changes, and
+        // entries new since come after, in the order they first appeared.
+        std::vector<std::pair<std::size_t, Entry>> placed;
         for (auto& e : r.entries) {
             auto n = normalize_dn(e.dn);
-            if (n && changed.count(*n)) continue;  // answered from its newer version, or gone
-            out.push_back(std::move(e));
+            if (!n) continue;
+            if (changed.count(*n)) continue;  // answered from its newer version, or gone
+            placed.emplace_back(copy->position(*n).value_or(0), std::move(e));
         }
         auto newer = changed_index->search(unlimited);
-        for (auto& e : newer.entries) out.push_back(std::move(e));
+        for (auto& e : newer.entries) {
+            auto n = normalize_dn(e.dn);
+            if (!n) continue;
+            auto place = copy->position(*n);
+            auto c = changed.find(*n);
+            placed.emplace_back(place ? *place : copy->size() + (c == changed.end() ? 0 : c->second.first_seq),
+                                std::move(e));
+        }
+        std::stable_sort(placed.begin(), placed.end(),
+                         [](const auto& a, const auto& b) { return a.first < b.first; });
+        std::vector<Entry> out;
+        out.reserve(placed.size());
+        for (auto& [place, e] : placed) out.push_back(std::move(e));
         SearchResult result;
         if (out.empty() && r.code == SearchResult::Code::NoSuchObject &&
             newer.code == SearchResult::Code::NoSuchObject) {

@@ -466,6 +466,23 @@ class Replica(LabTestCase):
     def wait_in_service(self):
         wait_for(lambda: replica_in_service(self.metrics), 15, what="the replica to be in service")
 
+    def test_0_a_changed_entry_keeps_its_place(self):
+        # The first change since the copy (ldap_replica_fold = 2: not folded
+        # yet): the modified entry is answered where slapd has it, not after
+        # the others, so a key with two entries keeps ldap:'s order.
+        dup1 = f"cn=dup1,ou=aliases,{SUFFIX}"
+        pf = Postfix(self.lab, name="postmap", start=False)
+        direct = "ldap:" + virtual_cf(self.lab, "direct.cf", self.slapd.uri)
+        replica = f"tcp:127.0.0.1:{self.tcp}"
+        self.slapd.modify(f"dn: {dup1}\nchangetype: modify\nreplace: maildrop\nmaildrop: dup1@mail03.example.com\n")
+        wait_for(lambda: "dup1@mail03" in tcp_lookup(self.tcp, "dup@example.com")[1], 5, what="the change")
+        reference = pf.postmap_q_stdin(["dup@example.com"], direct)
+        self.assertIn("\tdup1@mail03.example.com,dup2@mail02.example.com", reference[1])
+        self.assertEqual(pf.postmap_q_stdin(["dup@example.com"], replica), reference)
+        self.slapd.modify(f"dn: {dup1}\nchangetype: modify\nreplace: maildrop\nmaildrop: dup1@mail01.example.com\n")
+        wait_for(lambda: "dup1@mail01" in tcp_lookup(self.tcp, "dup@example.com")[1], 5, what="the change back")
+        self.assertEqual(pf.postmap_q_stdin(["dup@example.com"], replica), pf.postmap_q_stdin(["dup@example.com"], direct))
+
     def test_1_answers_are_those_of_ldap(self):
         pf = Postfix(self.lab, name="postmap", start=False)
         before = replica_searches(self.metrics, "replica")
