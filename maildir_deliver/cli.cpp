@@ -48,7 +48,7 @@ bool parse_delivery_line(int argc, const char* const* argv, Invocation& inv) {
         std::string_view value;
         for (std::size_t k = 0; k < std::size(options); ++k) {
             const auto& o = options[k];
-            if (arg == o.short_name || arg == o.long_name) {
+            if ((!o.short_name.empty() && arg == o.short_name) || (!o.long_name.empty() && arg == o.long_name)) {
                 if (i + 1 >= argc) return false;
                 value = argv[++i];
                 // What CLI11 might read as another option or a subcommand.

@@ -833,7 +833,7 @@ TEST_CASE("front's command line: everything else is left to maildir_deliverd") {
         {"--help"}, {"--version"}, {"--check"}, {"--show"}, {"--lmtp"}, {"--lmtp", "unix:/run/x"},
         {"purge", "--dry-run"}, {"reconcile"}, {"-d"}, {"-d", "-e"}, {"-d", "a@b", "-d", "c@d"},
         {"-dfoo@bar"}, {"-vv"}, {"stray"}, {"-o", "a=1", "b=2"}, {"-d", "purge"}, {"--"},
-        {"--foreground", "--foreground"}, {"--maildirx", "y"}, {"-x"},
+        {"--foreground", "--foreground"}, {"--maildirx", "y"}, {"-x"}, {""}, {"", "x=1"}, {"-d", "a@b", ""},
     };
     for (const auto& args : others) {
         CAPTURE(args.front());
