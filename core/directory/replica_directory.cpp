@@ -96,6 +96,7 @@ struct ReplicaDirectory::Live {
     struct Change {
         std::uint64_t seq = 0;
         std::uint64_t first_seq = 0;  // an entry new since the copy is placed by this
+        std::string place_dn;         // renamed since the copy: the DN whose place it keeps
         std::optional<Entry> entry;
     };
     std::unordered_map<std::string, Change> changed;
@@ -111,11 +112,12 @@ struct ReplicaDirectory::Live {
         changed_index.reset();
         in_service = true;
     }
-    void apply(std::string dn_norm, std::uint64_t seq, std::optional<Entry> entry) {
+    void apply(std::string dn_norm, std::uint64_t seq, std::optional<Entry> entry, std::string place_dn = {}) {
         if (seq <= copy_seq) return;
         auto [it, fresh] = changed.try_emplace(std::move(dn_norm));
         if (fresh) it->second.first_seq = seq;
         it->second.seq = seq;
+        it->second.place_dn = std::move(place_dn);
         it->second.entry = std::move(entry);
         changed_index.reset();
     }
@@ -140,8 +142,9 @@ struct ReplicaDirectory::Live {
             changed_index = LdifSnapshot::from_entries(std::move(now), errors);
         }
         // In the order the next full copy (Syncer::fold) will have, which is
-        // slapd's: an entry keeps its place in the copy when it changes, and
-        // entries new since come after, in the order they first appeared.
+        // slapd's: an entry keeps its place in the copy when it changes or is
+        // renamed, and entries new since come after, in the order they
+        // first appeared.
         std::vector<std::pair<std::size_t, Entry>> placed;
         for (auto& e : r.entries) {
             auto n = normalize_dn(e.dn);
@@ -153,8 +156,8 @@ struct ReplicaDirectory::Live {
         for (auto& e : newer.entries) {
             auto n = normalize_dn(e.dn);
             if (!n) continue;
-            auto place = copy->position(*n);
             auto c = changed.find(*n);
+            auto place = copy->position(c != changed.end() && !c->second.place_dn.empty() ? c->second.place_dn : *n);
             placed.emplace_back(place ? *place : copy->size() + (c == changed.end() ? 0 : c->second.first_seq),
                                 std::move(e));
         }
@@ -373,16 +376,22 @@ private:
             else refresh_[pos->second] = std::move(e);
             return;
         }
-        // An add, or a modify (perhaps a rename: the old DN goes).
+        // An add, or a modify (perhaps a rename: the old DN goes, and the
+        // entry keeps the place it has in the copy, as in slapd's answers).
         ++seq_;
         auto it = dn_by_uuid_.find(uuid);
         if (it != dn_by_uuid_.end() && it->second != *norm) {
+            if (!moved_from_.count(uuid) && copy_ && copy_->position(it->second)) moved_from_[uuid] = it->second;
             set_pending(it->second, std::nullopt);
             post([dn = it->second, s = seq_](Live& l) { l.apply(dn, s, std::nullopt); });
         }
         dn_by_uuid_[uuid] = *norm;
         set_pending(*norm, e);
-        post([dn = std::move(*norm), s = seq_, e = std::move(e)](Live& l) mutable { l.apply(std::move(dn), s, std::move(e)); });
+        auto from = moved_from_.find(uuid);
+        std::string place = from == moved_from_.end() ? std::string() : from->second;
+        post([dn = std::move(*norm), s = seq_, e = std::move(e), place = std::move(place)](Live& l) mutable {
+            l.apply(std::move(dn), s, std::move(e), std::move(place));
+        });
         changed();
     }
 
@@ -398,10 +407,12 @@ private:
             changed();
         }
         dn_by_uuid_.erase(it);
+        moved_from_.erase(uuid);
     }
 
     void forget() {
         dn_by_uuid_.clear();
+        moved_from_.clear();
         refresh_.clear();
         refresh_pos_.clear();
         copy_.reset();
@@ -458,13 +469,29 @@ private:
     void fold() {
         std::vector<Entry> all;
         all.reserve(copy_->size() + pending_new_.size());
+        // A DN in the copy -> the DN its entry has now, renamed since.
+        std::unordered_map<std::string_view, std::string_view> now_at;
+        for (const auto& [uuid, from] : moved_from_)
+            if (auto d = dn_by_uuid_.find(uuid); d != dn_by_uuid_.end()) now_at[from] = d->second;
+        std::unordered_set<std::string_view> placed;
         for (std::size_t i = 0; i < copy_->size(); ++i) {
-            auto p = pending_.find(copy_->normalized_dn_at(i));
-            if (p == pending_.end()) all.push_back(copy_->entry_at(i));
-            else if (p->second) all.push_back(*p->second);
+            const std::string& dn = copy_->normalized_dn_at(i);
+            auto p = pending_.find(dn);
+            if (p == pending_.end()) {
+                all.push_back(copy_->entry_at(i));
+            } else if (p->second) {
+                all.push_back(*p->second);
+            } else if (auto m = now_at.find(dn); m != now_at.end()) {
+                auto q = pending_.find(std::string(m->second));
+                if (q != pending_.end() && q->second) {
+                    all.push_back(*q->second);
+                    placed.insert(m->second);
+                }
+            }
         }
         for (const auto& dn : pending_new_)
-            if (const auto& e = pending_[dn]) all.push_back(*e);
+            if (!placed.count(dn))
+                if (const auto& e = pending_[dn]) all.push_back(*e);
         publish(std::move(all));
     }
 
@@ -479,6 +506,7 @@ private:
         copy_ = copy;
         pending_.clear();
         pending_new_.clear();
+        moved_from_.clear();
         unfolded_ = 0;
         post([copy = copy_, s = seq_](Live& l) { l.take_copy(copy, s); });
         if (m_entries_) m_entries_->set(static_cast<double>(copy_->size()));
@@ -495,6 +523,7 @@ private:
     bool stop_ = false;
 
     std::unordered_map<std::string, std::string> dn_by_uuid_;  // entryUUID -> normalized DN
+    std::unordered_map<std::string, std::string> moved_from_;  // entryUUID -> its DN in copy_, renamed since
     std::vector<Entry> refresh_;                              // during a refresh, in the server's order
     std::unordered_map<std::string, std::size_t> refresh_pos_;  // entryUUID -> place in refresh_
     std::shared_ptr<const LdifSnapshot> copy_;                // the last one published

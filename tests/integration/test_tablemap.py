@@ -483,6 +483,28 @@ class Replica(LabTestCase):
         wait_for(lambda: "dup1@mail01" in tcp_lookup(self.tcp, "dup@example.com")[1], 5, what="the change back")
         self.assertEqual(pf.postmap_q_stdin(["dup@example.com"], replica), pf.postmap_q_stdin(["dup@example.com"], direct))
 
+    def test_0b_a_renamed_entry_keeps_its_place(self):
+        # slapd keeps a renamed entry where it was in its answers; so must
+        # the copy: from the overlay (odd steps: the first change since a
+        # fold) and from a new copy folded while the entry is renamed (even
+        # steps: ldap_replica_fold = 2).
+        pf = Postfix(self.lab, name="postmap", start=False)
+        direct = "ldap:" + virtual_cf(self.lab, "direct.cf", self.slapd.uri)
+        replica = f"tcp:127.0.0.1:{self.tcp}"
+        aliases = f"ou=aliases,{SUFFIX}"
+        steps = [
+            f"dn: cn=dup1,{aliases}\nchangetype: modrdn\nnewrdn: cn=dup1r\ndeleteoldrdn: 1\n",
+            f"dn: cn=dup2,{aliases}\nchangetype: modify\nreplace: maildrop\nmaildrop: dup2@mail04.example.com\n",
+            f"dn: cn=dup1r,{aliases}\nchangetype: modrdn\nnewrdn: cn=dup1\ndeleteoldrdn: 1\n",
+            f"dn: cn=dup2,{aliases}\nchangetype: modify\nreplace: maildrop\nmaildrop: dup2@mail02.example.com\n",
+        ]
+        for i, change in enumerate(steps):
+            self.slapd.modify(change)
+            reference = pf.postmap_q_stdin(["dup@example.com"], direct)
+            self.assertIn("\tdup1@mail01.example.com,dup2@mail0", reference[1])
+            wait_for(lambda: pf.postmap_q_stdin(["dup@example.com"], replica) == reference, 5,
+                     what=f"the answer after step {i + 1} to be ldap:'s")
+
     def test_1_answers_are_those_of_ldap(self):
         pf = Postfix(self.lab, name="postmap", start=False)
         before = replica_searches(self.metrics, "replica")
