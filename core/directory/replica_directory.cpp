@@ -325,10 +325,11 @@ private:
             if (id == probe_id) {
                 if (type == LDAP_RES_SEARCH_RESULT) probe_id = -1;
             } else if (id == sync_id) {
+                std::string problem;
                 if (type == LDAP_RES_SEARCH_ENTRY) {
-                    on_entry(ld, msg);
+                    problem = on_entry(ld, msg);
                 } else if (type == LDAP_RES_INTERMEDIATE) {
-                    on_intermediate(ld, msg, started);
+                    problem = on_intermediate(ld, msg, started);
                 } else if (type == LDAP_RES_SEARCH_RESULT) {
                     int err = LDAP_OTHER;
                     char* text = nullptr;
@@ -339,13 +340,21 @@ private:
                     if (text) ldap_memfree(text);
                     go_on = false;
                 }
+                // A message the copy cannot apply would leave an entry
+                // missing or stale, answered from the copy as if it were
+                // the directory: the sync starts again instead.
+                if (!problem.empty()) {
+                    why = std::move(problem);
+                    go_on = false;
+                }
             }
             ldap_msgfree(msg);
             if (!go_on) return;
         }
     }
 
-    void on_entry(LDAP* ld, LDAPMessage* msg) {
+    // What is wrong with the message, or "" when it was applied.
+    std::string on_entry(LDAP* ld, LDAPMessage* msg) {
         LDAPControl** ctrls = nullptr;
         ldap_get_entry_controls(ld, msg, &ctrls);
         std::optional<ldapsync::StateControl> sync;
@@ -355,26 +364,23 @@ private:
             break;
         }
         if (ctrls) ldap_controls_free(ctrls);
-        if (!sync) {
-            log::warning("replica of %s: an entry without a valid sync state control; ignored", options_.base.c_str());
-            return;
-        }
+        if (!sync) return "an entry without a valid sync state control";
         const std::string& uuid = sync->uuid;
-        if (sync->state == ldapsync::State::Present) return;  // unchanged since a cookie we never send
+        if (sync->state == ldapsync::State::Present) return {};  // unchanged since a cookie we never send
         if (sync->state == ldapsync::State::Delete) {
             remove(uuid);
-            return;
+            return {};
         }
         Entry e = read_ldap_entry(ld, msg);
         auto norm = normalize_dn(e.dn);
-        if (!norm) return;
+        if (!norm) return "an entry with an invalid DN: " + printable(e.dn, 200);
         if (refreshing_) {
             // An entry changed while the refresh runs may come twice.
             dn_by_uuid_[uuid] = *norm;
             auto [pos, fresh] = refresh_pos_.try_emplace(uuid, refresh_.size());
             if (fresh) refresh_.push_back(std::move(e));
             else refresh_[pos->second] = std::move(e);
-            return;
+            return {};
         }
         // An add, or a modify (perhaps a rename: the old DN goes, and the
         // entry keeps the place it has in the copy, as in slapd's answers).
@@ -393,6 +399,7 @@ private:
             l.apply(std::move(dn), s, std::move(e), std::move(place));
         });
         changed();
+        return {};
     }
 
     void remove(const std::string& uuid) {
@@ -431,15 +438,17 @@ private:
         if (unfolded_++ == 0) first_unfolded_ = Clock::now();
     }
 
-    void on_intermediate(LDAP* ld, LDAPMessage* msg, Clock::time_point started) {
+    std::string on_intermediate(LDAP* ld, LDAPMessage* msg, Clock::time_point started) {
         char* oid = nullptr;
         berval* data = nullptr;
-        if (ldap_parse_intermediate(ld, msg, &oid, &data, nullptr, 0) != LDAP_SUCCESS) return;
+        if (ldap_parse_intermediate(ld, msg, &oid, &data, nullptr, 0) != LDAP_SUCCESS)
+            return "an intermediate message that cannot be parsed";
+        std::string problem;
         if (oid && data && std::strcmp(oid, LDAP_SYNC_INFO) == 0) {
             using Kind = ldapsync::SyncInfo::Kind;
             auto info = ldapsync::parse_sync_info(as_view(*data));
             if (!info) {
-                log::warning("replica of %s: a malformed sync info message; ignored", options_.base.c_str());
+                problem = "a malformed sync info message";
             } else if (info->kind == Kind::RefreshPresent || info->kind == Kind::RefreshDelete) {
                 if (info->refresh_done && refreshing_) refreshed(started);
             } else if (info->kind == Kind::IdSet && info->refresh_deletes) {
@@ -448,6 +457,7 @@ private:
         }
         if (oid) ldap_memfree(oid);
         if (data) ber_bvfree(data);
+        return problem;
     }
 
     void refreshed(Clock::time_point started) {
