@@ -29,8 +29,7 @@ std::optional<int> parse_command_line(CLI::App& app, Invocation& inv, int argc, 
     purge->add_flag("--dry-run", inv.purge.dry_run, "say what would be removed, remove nothing");
     auto* days = purge->add_option("--days", inv.purge.days, "age in days (default: deliver_purge_days)");
     auto* reconcile = app.add_subcommand("reconcile", "compare the directory's users with the Maildirs on disk");
-    reconcile->add_flag("--remove", inv.reconcile.remove,
-                                    "move Maildirs without a directory entry to the attic");
+    reconcile->add_flag("--remove", inv.reconcile.remove, "move Maildirs without a directory entry to the attic");
     reconcile->add_flag("--force", inv.reconcile.force, "move them even when most Maildirs would go");
     reconcile->add_flag("--dry-run", inv.reconcile_dry_run, "only list (the default without --remove)");
     try {
