@@ -73,7 +73,8 @@ public:
     bool shared() { return lock(LOCK_SH); }
     bool exclusive() { return lock(LOCK_EX); }
     void release() {
-        if (fd_) ::flock(fd_.get(), LOCK_UN);
+        if (held_) ::flock(fd_.get(), LOCK_UN);
+        held_ = false;
     }
     ~QuotaLock() { release(); }
 
@@ -82,9 +83,11 @@ private:
         if (!fd_) return false;
         while (::flock(fd_.get(), how) != 0)
             if (errno != EINTR) return false;
+        held_ = true;
         return true;
     }
     Fd fd_;
+    bool held_ = false;
 };
 
 bool write_all(int fd, std::string_view data, int* error) {
@@ -347,16 +350,19 @@ maildirsize::FileState read_quota_file(int maildir_fd) {
     s.size = static_cast<std::size_t>(st.st_size);
     std::time_t now = std::time(nullptr);
     s.age = std::chrono::seconds(now > st.st_mtime ? now - st.st_mtime : 0);
-    std::string buf(maildirsize::kRecountSize, '\0');
+    // On the stack and no further than fstat's size: a heap block this big
+    // and a read to see end of file are a page fault and a system call of
+    // every delivery. A file grown to kRecountSize is recounted anyway.
+    char buf[maildirsize::kRecountSize];
+    const std::size_t want = std::min(s.size, sizeof buf);
     std::size_t have = 0;
-    while (have < buf.size()) {
-        ssize_t n = ::read(f.get(), buf.data() + have, buf.size() - have);
+    while (have < want) {
+        ssize_t n = ::read(f.get(), buf + have, want - have);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) break;
         have += static_cast<std::size_t>(n);
     }
-    buf.resize(have);
-    s.parsed = maildirsize::parse(buf);
+    s.parsed = maildirsize::parse(std::string_view(buf, have));
     return s;
 }
 
@@ -548,24 +554,38 @@ void forget_tmp(int tmp_dir, const TmpFile& t) {
     g_tmp_dir = -1;
 }
 
-enum class Linked { Yes, NoHardLinks, Failed };
+enum class Linked { Yes, Moved, NoHardLinks, Failed };
 
-// Gives the tmp file a unique name in new/: link(2) never replaces a file.
-// Where hard links are not possible (NoHardLinks) with allow_rename a
-// rename that refuses to overwrite does it (the tmp name is then gone).
-Linked link_into(int tmp_dir, const TmpFile& t, int new_dir, std::uint64_t size, std::uint64_t vsize,
-                 bool allow_rename, const DeliveryOptions& o, const std::string& folder, std::string& final,
-                 int* error) {
+// Gives the tmp file a unique name in new/, never replacing a file there.
+// With `move` (the tmp file has no other use) a rename that refuses to
+// overwrite does it in one step (Moved: the tmp name is gone); where the
+// file system cannot do that, and for a file that goes to several
+// Maildirs, link(2). Where hard links are not possible either
+// (NoHardLinks), `move` still tries the rename.
+Linked link_into(int tmp_dir, const TmpFile& t, int new_dir, std::uint64_t size, std::uint64_t vsize, bool move,
+                 const DeliveryOptions& o, const std::string& folder, std::string& final, int* error) {
     UniqueParts u = t.unique;
+    bool rename_refused = false;  // the file system has no RENAME_NOREPLACE
     for (int attempt = 0; attempt < 10; ++attempt) {
         if (attempt > 0) u.counter = g_counter.fetch_add(1, std::memory_order_relaxed);
         final = final_name(u, static_cast<std::uint64_t>(t.st.st_dev), static_cast<std::uint64_t>(t.st.st_ino), size,
                            vsize);
         if (o.before_link) o.before_link((folder.empty() ? "" : folder + "/") + "new/" + final);
+        if (move && !rename_refused) {
+            if (::renameat2(tmp_dir, t.name.c_str(), new_dir, final.c_str(), RENAME_NOREPLACE) == 0)
+                return Linked::Moved;
+            if (errno == EEXIST) continue;
+            if (errno != EINVAL && errno != ENOSYS) {
+                *error = errno;
+                return Linked::Failed;
+            }
+            rename_refused = true;
+        }
         if (::linkat(tmp_dir, t.name.c_str(), new_dir, final.c_str(), 0) == 0) return Linked::Yes;
         if (errno == EPERM || errno == ENOTSUP || errno == EXDEV || errno == EMLINK) {
-            if (!allow_rename) return Linked::NoHardLinks;
-            if (::renameat2(tmp_dir, t.name.c_str(), new_dir, final.c_str(), RENAME_NOREPLACE) == 0) return Linked::Yes;
+            if (!move) return Linked::NoHardLinks;
+            if (::renameat2(tmp_dir, t.name.c_str(), new_dir, final.c_str(), RENAME_NOREPLACE) == 0)
+                return Linked::Moved;
         }
         if (errno != EEXIST) {
             *error = errno;
@@ -610,12 +630,11 @@ DeliveryResult deliver(int maildir_fd, std::string_view message, const DeliveryO
     if (!write_tmp(d.tmp.get(), o.header, message, t, r)) return r;
     std::string final;
     int e = 0;
-    if (link_into(d.tmp.get(), t, d.fresh.get(), r.size, crlf_size(o.header) + crlf_size(message), true, o, r.folder,
-                  final, &e) != Linked::Yes) {
-        forget_tmp(d.tmp.get(), t);
-        return fail(r, e, "cannot link the message into new/: " + errno_text(e));
-    }
-    forget_tmp(d.tmp.get(), t);
+    auto linked = link_into(d.tmp.get(), t, d.fresh.get(), r.size, crlf_size(o.header) + crlf_size(message), true, o,
+                            r.folder, final, &e);
+    if (linked == Linked::Moved) g_tmp_dir = -1;
+    else forget_tmp(d.tmp.get(), t);
+    if (linked == Linked::Failed) return fail(r, e, "cannot move the message into new/: " + errno_text(e));
     if (r.quota_active) append_quota_line(maildir_fd, size, 1);
     lock.release();
     finish(maildir_fd, d.fresh.get(), r.folder, final, size, r);
@@ -661,6 +680,7 @@ std::vector<DeliveryResult> deliver_all(const std::vector<Delivery>& deliveries,
         switch (link_into(dirs[writer].tmp.get(), t, dirs[i].fresh.get(), total, vsize, false, deliveries[i].options,
                           results[i].folder, final, &e)) {
             case Linked::Yes:
+            case Linked::Moved:  // not asked for here
                 if (results[i].quota_active) append_quota_line(deliveries[i].maildir_fd, size, 1);
                 linked.emplace_back(i, std::move(final));
                 break;
