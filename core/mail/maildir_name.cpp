@@ -238,18 +238,34 @@ std::string final_name(const UniqueParts& u, std::uint64_t device, std::uint64_t
 }
 
 std::uint64_t crlf_size(std::string_view message) {
-    // From newline to newline with memchr (vectorised in glibc): a byte
-    // loop was a third of a one-message delivery's own CPU time.
-    std::uint64_t n = message.size();
-    const char* const begin = message.data();
-    const char* const end = begin + message.size();
-    for (const char* p = begin; p < end;) {
-        const auto* nl = static_cast<const char*>(std::memchr(p, '\n', static_cast<std::size_t>(end - p)));
-        if (!nl) break;
-        if (nl == begin || nl[-1] != '\r') ++n;
-        p = nl + 1;
+    // One byte more for each LF without a CR before it, counted 16 bytes
+    // at a time with the compiler's vector extensions (SSE2, NEON): no call
+    // into libc, whose memchr a one-message process must first look up and
+    // fault in, and no call per line.
+    using Bytes = signed char __attribute__((vector_size(16)));
+    const auto* p = reinterpret_cast<const unsigned char*>(message.data());
+    const std::size_t n = message.size();
+    std::uint64_t bare = n > 0 && p[0] == '\n' ? 1 : 0;
+    std::size_t i = 1;
+    const Bytes lf = {'\n', '\n', '\n', '\n', '\n', '\n', '\n', '\n',
+                      '\n', '\n', '\n', '\n', '\n', '\n', '\n', '\n'};
+    const Bytes cr = {'\r', '\r', '\r', '\r', '\r', '\r', '\r', '\r',
+                      '\r', '\r', '\r', '\r', '\r', '\r', '\r', '\r'};
+    while (n >= 16 && i <= n - 16) {
+        // Each lane counts down by one per match (a match is -1), at most
+        // 127 times before it is added up.
+        Bytes counts = {};
+        for (int round = 0; round < 127 && i <= n - 16; ++round, i += 16) {
+            Bytes here, before;
+            std::memcpy(&here, p + i, sizeof here);
+            std::memcpy(&before, p + i - 1, sizeof before);
+            counts += (here == lf) & (before != cr);
+        }
+        for (int lane = 0; lane < 16; ++lane) bare += static_cast<std::uint64_t>(-counts[lane]);
     }
-    return n;
+    for (; i < n; ++i)
+        if (p[i] == '\n' && p[i - 1] != '\r') ++bare;
+    return n + bare;
 }
 
 }  // namespace mailgrid::maildir

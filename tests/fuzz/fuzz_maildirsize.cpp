@@ -11,7 +11,8 @@
 //    not start with '.', fits NAME_MAX; a folder made from an extension is
 //    ".<something acceptable>" without ".."; a path taken from a directory
 //    attribute stays below the store; file name sizes are the digits after
-//    ",S=" and ",W=".
+//    ",S=" and ",W="; the size with CRLF line ends is the size plus one
+//    for each LF without a CR before it.
 #include <string>
 
 #include "fuzz_check.hpp"
@@ -92,6 +93,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (name.vsize) FUZZ_CHECK(input.find(",W=") != std::string_view::npos);
     if (name.has_info) FUZZ_CHECK(input.find(":2,") != std::string_view::npos);
     FUZZ_CHECK(maildir::safe_host(input).find_first_of("/:,") == std::string::npos);
-    FUZZ_CHECK(maildir::crlf_size(input) >= input.size());
+    std::uint64_t bare_lf = 0;
+    for (std::size_t i = 0; i < input.size(); ++i)
+        if (input[i] == '\n' && (i == 0 || input[i - 1] != '\r')) ++bare_lf;
+    FUZZ_CHECK(maildir::crlf_size(input) == input.size() + bare_lf);
     return 0;
 }

@@ -181,6 +181,33 @@ TEST_CASE("maildir file names: sizes, flags, unique names") {
     CHECK(maildir::crlf_size("x\r") == 2u);
 }
 
+TEST_CASE("crlf_size agrees with a byte-by-byte count at every length and boundary") {
+    // The count runs 16 bytes at a time and adds up every 127 blocks: CR
+    // and LF on either side of a block edge, runs longer than a lane can
+    // hold, and every tail length are where it could go wrong.
+    auto reference = [](const std::string& m) {
+        std::uint64_t n = m.size();
+        for (std::size_t i = 0; i < m.size(); ++i)
+            if (m[i] == '\n' && (i == 0 || m[i - 1] != '\r')) ++n;
+        return n;
+    };
+    std::uint32_t seed = 12345;
+    auto next = [&seed] { return seed = seed * 1103515245u + 12345u, (seed >> 16) & 0x7fff; };
+    const char alphabet[] = {'\n', '\r', 'a', '\n', '\r', '\n'};
+    for (std::size_t len : {0, 1, 2, 15, 16, 17, 31, 32, 33, 2031, 2032, 2033, 2048, 4097, 40000}) {
+        for (int round = 0; round < 20; ++round) {
+            std::string m(len, 'x');
+            for (auto& c : m) c = alphabet[next() % sizeof alphabet];
+            CHECK_MESSAGE(maildir::crlf_size(m) == reference(m), "length ", len, " round ", round);
+        }
+        std::string lfs(len, '\n');
+        CHECK(maildir::crlf_size(lfs) == 2 * len);
+        std::string crlfs;
+        while (crlfs.size() + 2 <= len) crlfs += "\r\n";
+        CHECK(maildir::crlf_size(crlfs) == crlfs.size());
+    }
+}
+
 // ---------------------------------------------------------------- maildirsize
 
 TEST_CASE("maildirsize limits: Courier's and Dovecot's spellings") {
