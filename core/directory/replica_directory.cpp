@@ -97,6 +97,7 @@ struct ReplicaDirectory::Live {
         std::uint64_t seq = 0;
         std::uint64_t first_seq = 0;  // an entry new since the copy is placed by this
         std::string place_dn;         // renamed since the copy: the DN whose place it keeps
+        bool reborn = false;          // another entry than the copy's, under the same DN
         std::optional<Entry> entry;
     };
     std::unordered_map<std::string, Change> changed;
@@ -112,10 +113,12 @@ struct ReplicaDirectory::Live {
         changed_index.reset();
         in_service = true;
     }
-    void apply(std::string dn_norm, std::uint64_t seq, std::optional<Entry> entry, std::string place_dn = {}) {
+    void apply(std::string dn_norm, std::uint64_t seq, std::optional<Entry> entry, std::string place_dn = {},
+               bool reborn = false) {
         if (seq <= copy_seq) return;
         auto [it, fresh] = changed.try_emplace(std::move(dn_norm));
-        if (fresh) it->second.first_seq = seq;
+        if (fresh || (reborn && !it->second.reborn)) it->second.first_seq = seq;
+        it->second.reborn = it->second.reborn || reborn;
         it->second.seq = seq;
         it->second.place_dn = std::move(place_dn);
         it->second.entry = std::move(entry);
@@ -144,7 +147,8 @@ struct ReplicaDirectory::Live {
         // In the order the next full copy (Syncer::fold) will have, which is
         // slapd's: an entry keeps its place in the copy when it changes or is
         // renamed, and entries new since come after, in the order they
-        // first appeared.
+        // first appeared (also one added under the DN of a copy entry
+        // deleted since: slapd gives it a new id).
         std::vector<std::pair<std::size_t, Entry>> placed;
         for (auto& e : r.entries) {
             auto n = normalize_dn(e.dn);
@@ -157,7 +161,9 @@ struct ReplicaDirectory::Live {
             auto n = normalize_dn(e.dn);
             if (!n) continue;
             auto c = changed.find(*n);
-            auto place = copy->position(c != changed.end() && !c->second.place_dn.empty() ? c->second.place_dn : *n);
+            std::optional<std::size_t> place;
+            if (c == changed.end() || !c->second.reborn)
+                place = copy->position(c != changed.end() && !c->second.place_dn.empty() ? c->second.place_dn : *n);
             placed.emplace_back(place ? *place : copy->size() + (c == changed.end() ? 0 : c->second.first_seq),
                                 std::move(e));
         }
@@ -387,16 +393,21 @@ private:
         ++seq_;
         auto it = dn_by_uuid_.find(uuid);
         if (it != dn_by_uuid_.end() && it->second != *norm) {
-            if (!moved_from_.count(uuid) && copy_ && copy_->position(it->second)) moved_from_[uuid] = it->second;
+            if (!moved_from_.count(uuid) && !reborn_.count(it->second) && copy_ && copy_->position(it->second))
+                moved_from_[uuid] = it->second;
             set_pending(it->second, std::nullopt);
             post([dn = it->second, s = seq_](Live& l) { l.apply(dn, s, std::nullopt); });
         }
+        // An entry we have not seen, under the DN of one in the copy (gone
+        // or renamed since): a new entry, which slapd answers last.
+        bool reborn = it == dn_by_uuid_.end() && copy_ && copy_->find_dn(*norm);
+        if (reborn && reborn_.insert(*norm).second) pending_new_.push_back(*norm);
         dn_by_uuid_[uuid] = *norm;
         set_pending(*norm, e);
         auto from = moved_from_.find(uuid);
         std::string place = from == moved_from_.end() ? std::string() : from->second;
-        post([dn = std::move(*norm), s = seq_, e = std::move(e), place = std::move(place)](Live& l) mutable {
-            l.apply(std::move(dn), s, std::move(e), std::move(place));
+        post([dn = std::move(*norm), s = seq_, e = std::move(e), place = std::move(place), reborn](Live& l) mutable {
+            l.apply(std::move(dn), s, std::move(e), std::move(place), reborn);
         });
         changed();
         return {};
@@ -420,6 +431,7 @@ private:
     void forget() {
         dn_by_uuid_.clear();
         moved_from_.clear();
+        reborn_.clear();
         refresh_.clear();
         refresh_pos_.clear();
         copy_.reset();
@@ -489,7 +501,7 @@ private:
             auto p = pending_.find(dn);
             if (p == pending_.end()) {
                 all.push_back(copy_->entry_at(i));
-            } else if (p->second) {
+            } else if (p->second && !reborn_.count(dn)) {
                 all.push_back(*p->second);
             } else if (auto m = now_at.find(dn); m != now_at.end()) {
                 auto q = pending_.find(std::string(m->second));
@@ -517,6 +529,7 @@ private:
         pending_.clear();
         pending_new_.clear();
         moved_from_.clear();
+        reborn_.clear();
         unfolded_ = 0;
         post([copy = copy_, s = seq_](Live& l) { l.take_copy(copy, s); });
         if (m_entries_) m_entries_->set(static_cast<double>(copy_->size()));
@@ -539,6 +552,7 @@ private:
     std::shared_ptr<const LdifSnapshot> copy_;                // the last one published
     std::unordered_map<std::string, std::optional<Entry>> pending_;  // changes since, by normalized DN
     std::vector<std::string> pending_new_;                    // DNs not in copy_, in arrival order
+    std::unordered_set<std::string> reborn_;                  // DNs of copy_ that now name a new entry
     bool refreshing_ = false;
     bool in_service_ = false;
     std::uint64_t seq_ = 0;

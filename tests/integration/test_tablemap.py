@@ -505,6 +505,58 @@ class Replica(LabTestCase):
             wait_for(lambda: pf.postmap_q_stdin(["dup@example.com"], replica) == reference, 5,
                      what=f"the answer after step {i + 1} to be ldap:'s")
 
+    def test_0c_an_entry_added_under_a_reused_dn_comes_last(self):
+        # slapd answers an entry added under the DN of one deleted or
+        # renamed away after the others (it has a new id), and a renamed
+        # entry keeps its place even when its old DN is taken. Checked
+        # from the overlay of a second daemon that does not fold during the
+        # test, and from this class's daemon, which folds every other
+        # change.
+        tcp = free_port()
+        overlay_only = start_tablemap(self.lab, [
+            "--table", f"virtual={self.cf}", "--tcp", f"virtual=127.0.0.1:{tcp}",
+            "-o", "tablemap_style=virtual=exact", "-o", "cache_size=0", "-o", f"ldap_replica_base={SUFFIX}",
+            "-o", "ldap_replica_fold=1000",
+        ], [tcp], name="overlay-only")
+        self.addCleanup(overlay_only.stop)
+        wait_for(lambda: tcp_lookup(tcp, "dup@example.com")[0] == 200, 15, what="the second replica")
+        pf = Postfix(self.lab, name="postmap", start=False)
+        direct = "ldap:" + virtual_cf(self.lab, "direct.cf", self.slapd.uri)
+        aliases = f"ou=aliases,{SUFFIX}"
+
+        def alias(cn, maildrop):
+            return (f"dn: cn={cn},{aliases}\nchangetype: add\nobjectClass: organizationalRole\n"
+                    f"objectClass: mailSuiteRecipient\ncn: {cn}\nmailacceptinggeneralid: dup@example.com\n"
+                    f"maildrop: {maildrop}\n")
+
+        def drop(cn):
+            return f"dn: cn={cn},{aliases}\nchangetype: delete\n"
+
+        def rename(cn, to):
+            return f"dn: cn={cn},{aliases}\nchangetype: modrdn\nnewrdn: cn={to}\ndeleteoldrdn: 1\n"
+
+        def maildrop(cn, value):
+            return f"dn: cn={cn},{aliases}\nchangetype: modify\nreplace: maildrop\nmaildrop: {value}\n"
+
+        steps = [
+            (rename("dup1", "dup1r"), "dup1@mail01.example.com,dup2@mail02.example.com"),
+            (alias("dup1", "dup3@mail03.example.com"),
+             "dup1@mail01.example.com,dup2@mail02.example.com,dup3@mail03.example.com"),
+            (drop("dup1"), "dup1@mail01.example.com,dup2@mail02.example.com"),
+            (maildrop("dup2", "dup2@mail04.example.com"), "dup1@mail01.example.com,dup2@mail04.example.com"),
+            (drop("dup1r"), "dup2@mail04.example.com"),
+            (alias("dup1", "dup1@mail01.example.com"), "dup2@mail04.example.com,dup1@mail01.example.com"),
+            (drop("dup2"), "dup1@mail01.example.com"),
+            (alias("dup2", "dup2@mail02.example.com"), "dup1@mail01.example.com,dup2@mail02.example.com"),
+        ]
+        for i, (change, expected) in enumerate(steps):
+            self.slapd.modify(change)
+            reference = pf.postmap_q_stdin(["dup@example.com"], direct)
+            self.assertEqual(reference[1], f"dup@example.com\t{expected}\n", f"slapd's order after step {i + 1}")
+            for name, port in (("overlay", tcp), ("folding", self.tcp)):
+                wait_for(lambda: pf.postmap_q_stdin(["dup@example.com"], f"tcp:127.0.0.1:{port}") == reference, 5,
+                         what=f"the {name} answer after step {i + 1} to be ldap:'s")
+
     def test_1_answers_are_those_of_ldap(self):
         pf = Postfix(self.lab, name="postmap", start=False)
         before = replica_searches(self.metrics, "replica")
