@@ -419,6 +419,10 @@ std::optional<maildir::Fd> MailboxStore::open_mailbox(const Target& t, Outcome& 
         if (!md && md.error == ENOENT) {
             if (t.looked_up)
                 return failed(Outcome::temporary("4.2.1", "mailbox not created yet", t.mailbox + " does not exist"));
+            // There a moment ago (a move, an attic): the sender tries again
+            // and the next attempt finds out where it went; never a bounce.
+            if (t.exists)
+                return failed(Outcome::temporary("4.2.1", "mailbox moved", t.mailbox + " went away during the delivery"));
             Target unknown;
             unknown.kind = Target::Kind::Unknown;
             unknown.why = "no Maildir " + t.mailbox;

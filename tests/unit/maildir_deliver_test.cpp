@@ -754,6 +754,31 @@ TEST_CASE("maildir_deliver: addresses, hostile names, outcomes") {
     CHECK(t.lmtp_reply("a@b") == "451 4.3.1 <a@b> mail system full\r\n");
 }
 
+TEST_CASE("maildir_deliver: a Maildir that goes away during a delivery defers, never bounces") {
+    TempDir dir;
+    auto c = SuiteConfig::load("", {"deliver_root=" + dir.path}, false);
+    c.declare(deliver_params());
+    MailboxStore store(c);
+    std::string why;
+    auto r = store.parse_address("alice@example.com", &why);
+    REQUIRE(r);
+    auto missing = store.on_disk(*r);
+    CHECK(missing.kind == Target::Kind::Unknown);  // no directory to ask: unknown
+    REQUIRE(std::system(("mkdir -p '" + missing.mailbox + "'/cur '" + missing.mailbox + "'/new '" +
+                         missing.mailbox + "'/tmp").c_str()) == 0);
+    auto t = store.on_disk(*r);
+    REQUIRE(t.kind == Target::Kind::Mailbox);
+    CHECK(t.exists);
+    CHECK(store.deliver(*r, t, "", "Subject: one\n\nfirst\n").kind == Outcome::Kind::Delivered);
+    // Moved away (an admin move, an attic) after it was seen there.
+    REQUIRE(::rename(missing.mailbox.c_str(), (dir / "moved").c_str()) == 0);
+    auto o = store.deliver(*r, t, "", "Subject: two\n\nsecond\n");
+    CHECK(o.kind == Outcome::Kind::TempFail);
+    CHECK(o.enhanced() == "4.2.1");
+    CHECK(o.exit_code() == EX_TEMPFAIL);
+    CHECK(list(dir / "moved/new").size() == 1);
+}
+
 TEST_CASE("InputBuffer: all of standard input, up to a cap, in one block") {
     // The writer meets a closed pipe when the reader stops at its cap.
     auto previous = std::signal(SIGPIPE, SIG_IGN);
