@@ -19,6 +19,9 @@ namespace mailgrid {
 const std::vector<ParamSpec>& deliver_params() {
     static const std::vector<ParamSpec> specs = {
         {"deliver_root", "/var/mail/vhosts", "the mail store: Maildirs live at <root>/<domain>/<hash>/<user>/"},
+        {"deliver_root_marker", "",
+         "a file that must be in deliver_root (one on the mounted file system): without it the store counts as "
+         "not mounted and mail is deferred; empty: no check"},
         {"deliver_hash", "classic",
          "directories between domain and user: none, classic (first two characters, _-padded) or stable:N"},
         {"deliver_fold_case", "yes", "lower-case the user part before it names a mailbox (domains always are)"},
@@ -160,6 +163,10 @@ MailboxStore::MailboxStore(const SuiteConfig& config) {
     root_ = config.get("deliver_root");
     if (root_.empty() || root_.front() != '/') config.fail("deliver_root", "must be an absolute path");
     while (root_.size() > 1 && root_.back() == '/') root_.pop_back();
+    root_marker_ = config.get("deliver_root_marker");
+    if (!root_marker_.empty() && (root_marker_.find('/') != std::string::npos || root_marker_ == "." ||
+                                  root_marker_ == ".."))
+        config.fail("deliver_root_marker", "must be a file name in deliver_root, without '/'");
     std::string why;
     auto layout = maildir::Layout::parse(config.get("deliver_hash"), &why);
     if (!layout) config.fail("deliver_hash", why);
@@ -267,6 +274,19 @@ std::optional<std::vector<std::string>> MailboxStore::components_for_address(std
 
 // ---------------------------------------------------------------- targets
 
+maildir::Opened MailboxStore::open_store() const {
+    auto root = maildir::open_root(root_);
+    struct stat st {};
+    // An unmounted store is an empty directory: every Maildir would look
+    // missing, and be bounced or made again on the wrong disk.
+    if (root && !root_marker_.empty() && ::fstatat(root.fd.get(), root_marker_.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+        root.error = errno;
+        root.why = root_ + ": no " + root_marker_ + " in it (" + std::strerror(root.error) + "): not mounted?";
+        root.fd.reset();
+    }
+    return root;
+}
+
 Target MailboxStore::on_disk(const Recipient& r) const {
     Target t;
     t.kind = Target::Kind::Mailbox;
@@ -278,7 +298,7 @@ Target MailboxStore::on_disk(const Recipient& r) const {
     }
     t.components = maildir::mailbox_components(layout_, r.user, r.domain);
     t.mailbox = root_ + "/" + maildir::join_components(t.components);
-    auto root = maildir::open_root(root_);
+    auto root = open_store();
     if (!root) {
         t.kind = Target::Kind::TempFail;
         t.why = "mail store " + root.why;
@@ -413,7 +433,7 @@ std::optional<maildir::Fd> MailboxStore::open_mailbox(const Target& t, Outcome& 
         if (!md && md.error == ENOENT && ::mkdir(explicit_maildir_->c_str(), 0700) == 0)
             md = maildir::open_root(*explicit_maildir_);
     } else {
-        auto root = maildir::open_root(root_);
+        auto root = open_store();
         if (!root) return failed(Outcome::temporary("4.3.0", "mail store unavailable", "mail store " + root.why));
         md = maildir::open_below(root.fd.get(), t.components, t.create, 0700, t.mailbox);
         if (!md && md.error == ENOENT) {

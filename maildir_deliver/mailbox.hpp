@@ -134,6 +134,9 @@ public:
     void use_journal(DeliveryJournal* journal) { journal_ = journal; }
 
     const std::string& root() const { return root_; }
+    // The store's root, refused (a temporary failure) when
+    // deliver_root_marker is set and not there.
+    maildir::Opened open_store() const;
     std::size_t message_size_limit() const { return size_limit_; }
     bool directory_configured() const { return directory_configured_; }
     bool lookup_always() const { return lookup_always_; }
@@ -151,6 +154,7 @@ private:
     Outcome outcome_of(const maildir::DeliveryResult& res, const Target& t) const;
 
     std::string root_;
+    std::string root_marker_;
     maildir::Layout layout_;
     bool fold_case_ = true;
     std::string delimiters_;

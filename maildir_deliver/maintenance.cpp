@@ -113,7 +113,7 @@ awaitable<int> run_purge(Agent& agent, const PurgeOptions& o) {
         std::fprintf(stderr, "maildir_deliver: purge: %s; nothing was removed\n", why.c_str());
         co_return EX_TEMPFAIL;
     }
-    auto root = maildir::open_root(agent.store().root());
+    auto root = agent.store().open_store();
     if (!root) {
         std::fprintf(stderr, "maildir_deliver: purge: mail store %s\n", root.why.c_str());
         co_return EX_TEMPFAIL;
@@ -181,7 +181,7 @@ awaitable<int> run_reconcile(Agent& agent, const ReconcileOptions& o) {
         std::fprintf(stderr, "maildir_deliver: reconcile: %s; nothing was changed\n", why.c_str());
         co_return EX_TEMPFAIL;
     }
-    auto root = maildir::open_root(agent.store().root());
+    auto root = agent.store().open_store();
     if (!root) {
         std::fprintf(stderr, "maildir_deliver: reconcile: mail store %s\n", root.why.c_str());
         co_return EX_TEMPFAIL;

@@ -147,6 +147,21 @@ class OneMessage(LabTestCase):
         self.assertEqual(status_line(r), "5.1.1 <nobody@example.com>: user unknown")
         self.assertFalse(os.path.exists(self.maildir("nobody")))
 
+    def test_a_store_that_is_not_mounted_defers_and_writes_nothing(self):
+        # An unmounted mount point is an empty directory: without the marker
+        # check alice's Maildir would be made there (on the wrong disk).
+        empty = self.lab.path("unmounted")
+        os.makedirs(empty)
+        args = ("-o", f"deliver_root={empty}", "-o", "deliver_root_marker=.mounted", "-d", "alice@example.com")
+        r = deliver(self.cf, *args, message=make_message("while unmounted"))
+        self.assertEqual(r.returncode, 75, r.stderr)
+        self.assertTrue(status_line(r).startswith("4.3.0 <alice@example.com>"), status_line(r))
+        self.assertEqual(tree(empty), set())
+        open(os.path.join(empty, ".mounted"), "w").close()
+        r = deliver(self.cf, *args, message=make_message("mounted"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(os.listdir(os.path.join(empty, "example.com", "al", "alice", "new"))), 1)
+
     def test_filter_characters_in_the_key_match_nothing(self):
         # "*" would match every entry if it reached the filter unescaped.
         r = deliver(self.cf, "-d", "*@example.com", message=make_message("x"))

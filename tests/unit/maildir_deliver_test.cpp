@@ -779,6 +779,40 @@ TEST_CASE("maildir_deliver: a Maildir that goes away during a delivery defers, n
     CHECK(list(dir / "moved/new").size() == 1);
 }
 
+TEST_CASE("maildir_deliver: without deliver_root_marker the store counts as not mounted") {
+    TempDir dir;
+    auto c = SuiteConfig::load("", {"deliver_root=" + dir.path, "deliver_root_marker=.mounted"}, false);
+    c.declare(deliver_params());
+    MailboxStore store(c);
+    std::string why;
+    auto r = store.parse_address("bob@example.com", &why);
+    REQUIRE(r);
+    // Not mounted: the Maildir is not "missing" (a bounce), the store is
+    // unavailable (a deferral), and nothing is made in the empty directory.
+    auto t = store.on_disk(*r);
+    CHECK(t.kind == Target::Kind::TempFail);
+    CHECK(t.why.find("no .mounted in it") != std::string::npos);
+    Target create = t;
+    create.kind = Target::Kind::Mailbox;
+    create.create = true;
+    create.looked_up = true;
+    auto o = store.deliver(*r, create, "", "Subject: x\n\nbody\n");
+    CHECK(o.kind == Outcome::Kind::TempFail);
+    CHECK(o.exit_code() == EX_TEMPFAIL);
+    CHECK(list(dir.path).empty());
+    // Mounted: delivered as usual.
+    spit(dir / ".mounted", "");
+    o = store.deliver(*r, create, "", "Subject: x\n\nbody\n");
+    CHECK(o.kind == Outcome::Kind::Delivered);
+    CHECK(list(dir / "example.com").size() == 1);
+
+    for (std::string bad : {"a/b", "..", "."}) {
+        auto bad_config = SuiteConfig::load("", {"deliver_root=" + dir.path, "deliver_root_marker=" + bad}, false);
+        bad_config.declare(deliver_params());
+        CHECK_THROWS_AS(MailboxStore{bad_config}, ConfigError);
+    }
+}
+
 TEST_CASE("InputBuffer: all of standard input, up to a cap, in one block") {
     // The writer meets a closed pipe when the reader stops at its cap.
     auto previous = std::signal(SIGPIPE, SIG_IGN);
