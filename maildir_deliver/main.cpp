@@ -118,6 +118,9 @@ int main(int argc, char** argv) {
         }
         if (inv.common.check || serving) {
             agent->open_directory();
+            // Said at once, not first at the next delivery's deferral.
+            if (inv.maildir.empty() && !config.get("deliver_root_marker").empty())
+                if (auto root = store->open_store(); !root) warnings.push_back("mail store " + root.why);
             std::string why;
             auto where = config.get("deliver_lmtp_listen");
             if (!where.empty() && !ListenSpec::parse(where, &why)) config.fail("deliver_lmtp_listen", why);

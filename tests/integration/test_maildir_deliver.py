@@ -376,6 +376,9 @@ class OneMessage(LabTestCase):
         self.assertIn("error: -o deliver_hash: expected none, classic or stable:N", err)
         self.assertIn("unknown parameter: deliver_frobnicate", err)
         self.assertEqual(deliver(self.cf, "--check").returncode, 0)
+        r = deliver(self.cf, "--check", "-o", "deliver_root_marker=.mounted")
+        self.assertEqual(r.returncode, 0)
+        self.assertIn(f"warning: mail store {self.store}: no .mounted in it", r.stderr.decode())
         # The shipped example passes its own check.
         example = os.path.join(REPO, "deploy", "examples", "maildir_deliver.cf")
         r = deliver(example, "--check")
