@@ -79,6 +79,13 @@ maildir::Fd new_maildir(const TempDir& dir) {
     return md;
 }
 
+// deliver_params() with these overrides.
+SuiteConfig deliver_config(std::vector<std::string> overrides) {
+    auto c = SuiteConfig::load("", overrides, false);
+    c.declare(deliver_params());
+    return c;
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------- names
@@ -756,9 +763,7 @@ TEST_CASE("maildir_deliver: addresses, hostile names, outcomes") {
 
 TEST_CASE("maildir_deliver: a Maildir that goes away during a delivery defers, never bounces") {
     TempDir dir;
-    auto c = SuiteConfig::load("", {"deliver_root=" + dir.path}, false);
-    c.declare(deliver_params());
-    MailboxStore store(c);
+    MailboxStore store(deliver_config({"deliver_root=" + dir.path}));
     std::string why;
     auto r = store.parse_address("alice@example.com", &why);
     REQUIRE(r);
@@ -781,9 +786,7 @@ TEST_CASE("maildir_deliver: a Maildir that goes away during a delivery defers, n
 
 TEST_CASE("maildir_deliver: without deliver_root_marker the store counts as not mounted") {
     TempDir dir;
-    auto c = SuiteConfig::load("", {"deliver_root=" + dir.path, "deliver_root_marker=.mounted"}, false);
-    c.declare(deliver_params());
-    MailboxStore store(c);
+    MailboxStore store(deliver_config({"deliver_root=" + dir.path, "deliver_root_marker=.mounted"}));
     std::string why;
     auto r = store.parse_address("bob@example.com", &why);
     REQUIRE(r);
@@ -806,11 +809,9 @@ TEST_CASE("maildir_deliver: without deliver_root_marker the store counts as not 
     CHECK(o.kind == Outcome::Kind::Delivered);
     CHECK(list(dir / "example.com").size() == 1);
 
-    for (std::string bad : {"a/b", "..", "."}) {
-        auto bad_config = SuiteConfig::load("", {"deliver_root=" + dir.path, "deliver_root_marker=" + bad}, false);
-        bad_config.declare(deliver_params());
-        CHECK_THROWS_AS(MailboxStore{bad_config}, ConfigError);
-    }
+    for (std::string bad : {"a/b", "..", "."})
+        CHECK_THROWS_AS(MailboxStore{deliver_config({"deliver_root=" + dir.path, "deliver_root_marker=" + bad})},
+                        ConfigError);
 }
 
 TEST_CASE("InputBuffer: all of standard input, up to a cap, in one block") {
