@@ -69,8 +69,9 @@ private:
     std::vector<CfParam> file_params_;
     std::map<std::string, std::string, std::less<>> overrides_;
     const ParamSpec* spec(std::string_view name) const;
-    // Flat, not a map: a program started once per message (maildir_deliver)
-    // declares some sixty parameters and asks for a handful.
+    // Flat and sorted by name, not a map: a program started once per
+    // message (maildir_deliver) declares some ninety parameters and asks
+    // for a few dozen.
     std::vector<ParamSpec> specs_;
     std::vector<std::string> warnings_;
 };

@@ -98,6 +98,19 @@ TEST_CASE("suite config: $name expansion, -o overrides, typed values with locati
     CHECK_THROWS_WITH(c.get_duration("ttl"), "-o ttl: bad time value for ttl: soon");
 }
 
+TEST_CASE("suite config: a parameter declared again takes the later default; show lists by name") {
+    SuiteConfig c;
+    c.declare({{"zeta", "1", ""}, {"alpha", "2", ""}, {"mid", "3", ""}});
+    c.declare({{"mid", "30", ""}, {"beta", "4", ""}});
+    CHECK(c.get("mid") == "30");
+    CHECK(c.get("alpha") == "2");
+    CHECK(c.get("zeta") == "1");
+    CHECK(c.get("nosuch").empty());
+    CHECK(c.show(false) == "alpha = 2\nbeta = 4\nmid = 30\nzeta = 1\n");
+    c.set("beta", "40");
+    CHECK(c.show(true) == "beta = 40\n");
+}
+
 TEST_CASE("suite config: unknown parameters, except other programs'") {
     SuiteConfig c;
     c.declare({{"tablemap_tables", "", ""}});
