@@ -2,11 +2,13 @@
 """maildir_deliver, one process per message, against the safe floor
 (bench/maildir_floor: write, fsync, rename, fsync the directory) in pairs
 of short blocks, so that a VM whose speed drifts within minutes slows both
-sides of a pair alike. Each block is `deliver_spawn -n BLOCK` into a fresh
-Maildir; its per-delivery rate is 1000 / p50_ms. Prints the median rate of
+sides of a pair alike. Each block is `deliver_spawn -p -n BLOCK` into a
+fresh Maildir, the message given through a pipe as local(8) and pipe(8)
+give it (--file-input: stdin opened on the file); its per-delivery rate
+is 1000 / p50_ms. Prints the median rate of
 each side and the median of the pairs' ratios.
 
-    python3 bench/deliver_pairs.py [--pairs 30] [--block 50]
+    python3 bench/deliver_pairs.py [--pairs 30] [--block 50] [--file-input]
 
 With --variant (repeatable), each round runs the floor and every variant
 in random order, and prints each variant's median pair ratio against the
@@ -37,8 +39,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests", "integration"))
 from harness import BUILD, Lab, binary  # noqa: E402
 
 
-def block(spawn, messages, start, count, command, env=None):
-    out = subprocess.run([spawn, "-n", str(count), "-s", str(start), "-d", messages, "--"] + command,
+def block(spawn, messages, start, count, command, env=None, through_pipe=True):
+    out = subprocess.run([spawn] + (["-p"] if through_pipe else []) + ["-n", str(count), "-s", str(start), "-d",
+                                                                       messages, "--"] + command,
                          capture_output=True, text=True, check=True, env={**os.environ, **(env or {})}).stdout
     if " failures=0" not in out:
         raise SystemExit(f"deliveries failed: {out.strip()}")
@@ -65,6 +68,7 @@ def main():
     ap.add_argument("--pairs", type=int, default=30)
     ap.add_argument("--block", type=int, default=50)
     ap.add_argument("--variant", action="append", default=[], help="LABEL=[NAME=VALUE ...] PROGRAM [ARGS]")
+    ap.add_argument("--file-input", action="store_true", help="stdin opened on the message file, not a pipe")
     a = ap.parse_args()
     variants = [parse_variant(v) for v in a.variant] or [("maildir_deliver", {}, [binary("maildir_deliver")] + QUOTA_ARGS)]
     lab = Lab("bench-deliver-pairs")
@@ -87,7 +91,7 @@ def main():
                 for sub in ("tmp", "new", "cur"):
                     os.makedirs(os.path.join(d, sub))
                 cmd = [w.replace("{dir}", d) for w in command]
-                rates[label].append(block(spawn, messages, p * a.block, a.block, cmd, env))
+                rates[label].append(block(spawn, messages, p * a.block, a.block, cmd, env, not a.file_input))
                 shutil.rmtree(d)
         f = statistics.median(rates["floor"])
         if not a.variant:

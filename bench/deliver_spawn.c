@@ -4,19 +4,25 @@
  * input, output discarded. Measures what a per-process delivery agent
  * costs, with as little of the driver in the figure as posix_spawn allows.
  *
- *   deliver_spawn -n COUNT -d MESSAGE_DIR [-s START] -- COMMAND [ARGS...]
+ *   deliver_spawn -n COUNT -d MESSAGE_DIR [-s START] [-p] -- COMMAND [ARGS...]
  *
- * Message i is file (START + i) mod N of MESSAGE_DIR (sorted by name).
+ * Message i is file (START + i) mod N of MESSAGE_DIR (sorted by name),
+ * standard input opened on it; with -p it comes through a pipe instead, as
+ * Postfix's local(8) and pipe(8) give it: what fits in the pipe is written
+ * before the command starts, the rest while it runs.
  * Prints one line: runs=... seconds=... per_s=... p50_ms=... p99_ms=...
  * failures=... (a failure is any exit status but 0).
  */
 #define _GNU_SOURCE
 #include <dirent.h>
+#include <signal.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -38,21 +44,23 @@ static int cmp_dbl(const void *a, const void *b) {
 int main(int argc, char **argv) {
     long count = 0, start = 0;
     const char *dir = NULL;
-    int opt;
-    while ((opt = getopt(argc, argv, "+n:d:s:")) != -1) {
+    int opt, through_pipe = 0;
+    while ((opt = getopt(argc, argv, "+n:d:s:p")) != -1) {
         switch (opt) {
             case 'n': count = atol(optarg); break;
             case 'd': dir = optarg; break;
             case 's': start = atol(optarg); break;
+            case 'p': through_pipe = 1; break;
             default: goto usage;
         }
     }
     if (count <= 0 || !dir || optind >= argc) {
     usage:
-        fprintf(stderr, "usage: deliver_spawn -n COUNT -d MESSAGE_DIR [-s START] -- COMMAND [ARGS...]\n");
+        fprintf(stderr, "usage: deliver_spawn -n COUNT -d MESSAGE_DIR [-s START] [-p] -- COMMAND [ARGS...]\n");
         return 64;
     }
     char **cmd = argv + optind;
+    signal(SIGPIPE, SIG_IGN);  /* a command that refuses a message reads none of it */
 
     DIR *d = opendir(dir);
     if (!d) {
@@ -79,10 +87,29 @@ int main(int argc, char **argv) {
     int devnull = open("/dev/null", O_WRONLY);
     double t0 = now();
     for (long i = 0; i < count; ++i) {
-        int in = open(files[(start + i) % nfiles], O_RDONLY);
+        const char *file = files[(start + i) % nfiles];
+        int in = open(file, O_RDONLY);
         if (in < 0) {
-            perror(files[(start + i) % nfiles]);
+            perror(file);
             return 66;
+        }
+        char *text = NULL;
+        size_t size = 0, sent = 0;
+        int feed = -1;
+        if (through_pipe) {
+            struct stat st;
+            int p[2];
+            if (fstat(in, &st) != 0 || pipe2(p, O_CLOEXEC) != 0) return 71;
+            size = (size_t)st.st_size;
+            text = malloc(size ? size : 1);
+            if (!text || read(in, text, size) != (ssize_t)size) return 74;
+            close(in);
+            in = p[0];
+            feed = p[1];
+            fcntl(feed, F_SETPIPE_SZ, (int)(size < (1 << 20) ? size : (1 << 20)));
+            fcntl(feed, F_SETFL, O_NONBLOCK);
+            for (ssize_t w; sent < size && (w = write(feed, text + sent, size - sent)) > 0;) sent += (size_t)w;
+            fcntl(feed, F_SETFL, 0);
         }
         posix_spawn_file_actions_t fa;
         posix_spawn_file_actions_init(&fa);
@@ -97,6 +124,12 @@ int main(int argc, char **argv) {
         if (rc != 0) {
             fprintf(stderr, "deliver_spawn: %s: %s\n", cmd[0], strerror(rc));
             return 69;
+        }
+        if (feed >= 0) {
+            // The command may stop reading early (it refused the message).
+            for (ssize_t w; sent < size && (w = write(feed, text + sent, size - sent)) > 0;) sent += (size_t)w;
+            close(feed);
+            free(text);
         }
         int status = 0;
         while (waitpid(pid, &status, 0) < 0) {

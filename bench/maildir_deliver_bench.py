@@ -13,7 +13,9 @@ quota, by
   - deliverquota DIR Q (Courier: no fsync at all),
   - dovecot-lda -d user (Maildir++ quota, mail_fsync=optimized),
 run interleaved in blocks so every program sees the same drift of the
-machine. deliver_spawn (bench/deliver_spawn.c) starts each process.
+machine. deliver_spawn (bench/deliver_spawn.c) starts each process and
+gives it the message through a pipe, as local(8) and pipe(8) do
+(--file-input: standard input opened on the message file instead).
 
 LMTP: maildir_deliver --lmtp against Dovecot's LMTP service (Maildir++
 quota, mail_fsync=optimized) at 1, 4 and 16 connections with 1 and 5
@@ -23,7 +25,7 @@ third server, maildir_deliver with deliver_lmtp_duplicate_window = 0, runs
 in the same rounds to show what the delivery journal costs.
 
     python3 bench/maildir_deliver_bench.py [--messages 2000] [--block 100]
-        [--lmtp-deliveries 1200] [--rounds 3]
+        [--lmtp-deliveries 1200] [--rounds 3] [--file-input]
 """
 
 import argparse
@@ -73,9 +75,9 @@ def realistic_messages(directory, n, seed=7):
     return sizes
 
 
-def spawn(count, start, msgdir, cmd):
-    r = subprocess.run([os.path.join(BUILD, "bench", "deliver_spawn"), "-n", str(count), "-s", str(start), "-d",
-                        msgdir, "--", *cmd], capture_output=True, text=True)
+def spawn(count, start, msgdir, cmd, through_pipe=True):
+    r = subprocess.run([os.path.join(BUILD, "bench", "deliver_spawn"), *(["-p"] if through_pipe else []), "-n",
+                        str(count), "-s", str(start), "-d", msgdir, "--", *cmd], capture_output=True, text=True)
     out = dict(kv.split("=", 1) for kv in r.stdout.split())
     if r.returncode != 0 or int(out.get("failures", "1")) != 0:
         raise RuntimeError(f"{cmd[0]}: {r.stdout}{r.stderr}")
@@ -100,6 +102,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--skip-process", action="store_true")
     ap.add_argument("--skip-lmtp", action="store_true")
+    ap.add_argument("--file-input", action="store_true", help="stdin opened on the message file, not a pipe")
     a = ap.parse_args()
     need("deliverquota", "maildirmake", "dovecot", DOVECOT_LDA)
     md_bin = binary("maildir_deliver")
@@ -160,7 +163,7 @@ def main():
                 n = min(a.block, a.messages - start)
                 order = configs[:] if (start // a.block) % 2 == 0 else configs[::-1]
                 for name, cmd in order:
-                    s = spawn(n, start, msgdir, cmd)
+                    s = spawn(n, start, msgdir, cmd, not a.file_input)
                     totals[name] += s
                     block_rates[name].append(n / s)
             floor = statistics.median(block_rates[configs[0][0]])

@@ -2,9 +2,12 @@
 // delivery (see cli.hpp).
 #include "cli.hpp"
 
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sysexits.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
@@ -178,38 +181,64 @@ OneMessage prepare_one_message(const Invocation& inv, MailboxStore& store, const
     return m;
 }
 
-InputBuffer::~InputBuffer() { std::free(data_); }
+InputBuffer::~InputBuffer() {
+    if (data_) ::munmap(const_cast<char*>(data_), size_);
+    if (file_ >= 0) ::close(file_);
+}
 
 bool InputBuffer::read_all(int fd, std::size_t cap) {
-    for (;;) {
-        if (size_ == cap) return true;
-        if (size_ == capacity_) {
-            // 256 KB first: a block that size is mmap'd, untouched until read.
-            std::size_t grown = capacity_ ? capacity_ * 2 : 256 * 1024;
-            grown = std::min(grown, cap);
-            char* p = static_cast<char*>(std::realloc(data_, grown));
-            if (!p) {
-                errno = ENOMEM;
-                return false;
+    file_ = ::memfd_create("message", MFD_CLOEXEC);
+    if (file_ < 0) return false;
+    // Postfix's local(8) and pipe(8) give the message through a pipe,
+    // which splice moves into the file; anything else (a file, a socket, a
+    // terminal) is copied through a buffer. copy_file_range would refuse:
+    // the memfd is on another file system.
+    bool splice_works = true;
+    while (size_ < cap) {
+        std::size_t want = std::min<std::size_t>(cap - size_, 1 << 20);
+        ssize_t n;
+        if (splice_works) {
+            n = ::splice(fd, nullptr, file_, nullptr, want, 0);
+            if (n < 0 && errno == EINVAL && size_ == 0) {
+                splice_works = false;
+                continue;
             }
-            data_ = p;
-            capacity_ = grown;
+        } else {
+            char buffer[16384];
+            n = ::read(fd, buffer, std::min(want, sizeof buffer));
+            for (ssize_t done = 0; n > 0 && done < n;) {
+                ssize_t w = ::write(file_, buffer + done, static_cast<std::size_t>(n - done));
+                if (w < 0 && errno == EINTR) continue;
+                if (w <= 0) return false;
+                done += w;
+            }
         }
-        ssize_t n = ::read(fd, data_ + size_, capacity_ - size_);
         if (n < 0) {
             if (errno == EINTR) continue;
             return false;
         }
-        if (n == 0) return true;
+        if (n == 0) break;
         size_ += static_cast<std::size_t>(n);
     }
+    if (size_ == 0) return true;
+    void* map = ::mmap(nullptr, size_, PROT_READ, MAP_SHARED, file_, 0);
+    if (map == MAP_FAILED) {
+        size_ = 0;
+        return false;
+    }
+    data_ = static_cast<const char*>(map);
+    return true;
 }
 
-void read_input(OneMessage& m, const MailboxStore& store) {
+std::optional<Outcome> read_input(OneMessage& m, const MailboxStore& store) {
     // Up to one byte more than the limit: enough to tell it is too big.
     std::size_t cap = store.message_size_limit() ? store.message_size_limit() + 1 : SIZE_MAX;
-    if (!m.raw.read_all(0, cap))
-        finish(EX_TEMPFAIL, "4.3.0", std::string("cannot read the message: ") + std::strerror(errno));
+    if (!m.raw.read_all(0, cap)) {
+        int e = errno;
+        std::string detail = std::string("cannot read the message: ") + std::strerror(e);
+        if (e == EFBIG || e == ENOSPC || e == ENOMEM) return Outcome::io_failure(e == ENOMEM ? ENOSPC : e, detail);
+        return Outcome::temporary("4.3.0", detail, detail);
+    }
     // local(8) puts "From sender date" first; a Maildir has no such line.
     auto raw = m.raw.view();
     m.body = 0;
@@ -217,6 +246,8 @@ void read_input(OneMessage& m, const MailboxStore& store) {
         auto nl = raw.find('\n');
         m.body = nl == std::string_view::npos ? raw.size() : nl + 1;
     }
+    if (store.message_size_limit() && m.message().size() > store.message_size_limit()) return store.too_big();
+    return std::nullopt;
 }
 
 void conclude(const MailboxStore& store, const OneMessage& m, const Invocation& inv, const Outcome& o) {

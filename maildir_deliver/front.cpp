@@ -8,7 +8,6 @@
 // directory lookup for every message, LMTP, purge, reconcile, --check,
 // --show - is done by maildir_deliverd (next to this binary), which it
 // runs with the same command line and standard input.
-#include <sys/mman.h>
 #include <sysexits.h>
 #include <unistd.h>
 
@@ -25,28 +24,15 @@ using namespace mailgrid;
 namespace {
 
 // Runs maildir_deliverd in this process. With a message already read,
-// standard input becomes a copy of it.
+// standard input becomes the file it was read into.
 [[noreturn]] void hand_over(char** argv, const InputBuffer* input) {
     char self[PATH_MAX];
     ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
     std::string dir = n > 0 ? std::string(self, static_cast<std::size_t>(n)) : std::string(argv[0]);
     dir = dir.substr(0, dir.rfind('/') == std::string::npos ? 0 : dir.rfind('/') + 1);
     std::string full = dir + "maildir_deliverd";
-    if (input) {
-        int fd = ::memfd_create("message", MFD_CLOEXEC);
-        std::string_view rest = input->view();
-        while (fd >= 0 && !rest.empty()) {
-            ssize_t w = ::write(fd, rest.data(), rest.size());
-            if (w <= 0) {
-                ::close(fd);
-                fd = -1;
-                break;
-            }
-            rest.remove_prefix(static_cast<std::size_t>(w));
-        }
-        if (fd < 0 || ::lseek(fd, 0, SEEK_SET) != 0 || ::dup2(fd, 0) != 0)
-            finish(EX_TEMPFAIL, "4.3.0", std::string("cannot pass the message on: ") + std::strerror(errno));
-    }
+    if (input && (::lseek(input->file(), 0, SEEK_SET) != 0 || ::dup2(input->file(), 0) != 0))
+        finish(EX_TEMPFAIL, "4.3.0", std::string("cannot pass the message on: ") + std::strerror(errno));
     ::alarm(0);
     ::execv(full.c_str(), argv);
     int e = errno;
@@ -73,9 +59,7 @@ int main(int argc, char** argv) {
     Target target = store->on_disk(m.recipient);
     if (target.need_lookup) hand_over(argv, nullptr);
     if (target.kind != Target::Kind::Mailbox) conclude(*store, m, inv, store->refused(target));
-    read_input(m, *store);
-    if (store->message_size_limit() && m.message().size() > store->message_size_limit())
-        conclude(*store, m, inv, store->too_big());
+    if (auto refused = read_input(m, *store)) conclude(*store, m, inv, *refused);
     Outcome outcome = store->deliver(m.recipient, target, {}, m.message());
     // Over a limit cached on disk: the directory may have raised it.
     if (outcome.refresh_quota) hand_over(argv, &m.raw);

@@ -141,10 +141,7 @@ std::string Outcome::lmtp_line(int reply_code, const std::string& words) const {
     return out + "\r\n";
 }
 
-namespace {
-
-// The enhanced code and words a sender may see for a failed write.
-Outcome io_failure(int error, const std::string& detail) {
+Outcome Outcome::io_failure(int error, const std::string& detail) {
     switch (error) {
         case ENOSPC: return Outcome::temporary("4.3.1", "mail system full", detail);
         case EDQUOT: return Outcome::temporary("4.2.2", "mailbox full (file system quota)", detail);
@@ -154,8 +151,6 @@ Outcome io_failure(int error, const std::string& detail) {
             return Outcome::temporary("4.3.0", std::string("cannot write the mailbox: ") + std::strerror(error), detail);
     }
 }
-
-}  // namespace
 
 // ---------------------------------------------------------------- set-up
 
@@ -455,7 +450,7 @@ std::optional<maildir::Fd> MailboxStore::open_mailbox(const Target& t, Outcome& 
         if (!(t.create || explicit_maildir_))
             return failed(Outcome::temporary("4.3.0", "mailbox unavailable", t.mailbox + " is not a Maildir"));
         if (!maildir::make_maildir(md.fd.get(), false, &e))
-            return failed(io_failure(e, t.mailbox + ": cannot create the Maildir: " + std::strerror(e)));
+            return failed(Outcome::io_failure(e, t.mailbox + ": cannot create the Maildir: " + std::strerror(e)));
     }
     return std::move(md.fd);
 }
@@ -487,7 +482,7 @@ Outcome MailboxStore::outcome_of(const maildir::DeliveryResult& res, const Targe
             o.detail = t.mailbox + ": " + res.why;
             o.refresh_quota = !t.limit && directory_configured_ && !explicit_maildir_;
             break;
-        default: o = io_failure(res.error, t.mailbox + ": " + res.why); break;
+        default: o = Outcome::io_failure(res.error, t.mailbox + ": " + res.why); break;
     }
     o.folder = res.folder.empty() ? "INBOX" : res.folder;
     o.mailbox = t.mailbox;

@@ -48,6 +48,8 @@ struct Outcome {
     const char* status() const;    // Postfix's words: sent, bounced, deferred
 
     static Outcome temporary(std::string code, std::string text, std::string detail);
+    // A write that failed with `error` (ENOSPC, EDQUOT, EFBIG, EROFS ...).
+    static Outcome io_failure(int error, const std::string& detail);
 
 private:
     std::string lmtp_line(int reply_code, const std::string& words) const;

@@ -171,9 +171,7 @@ int main(int argc, char** argv) {
 
     // One message, with the directory.
     OneMessage m = prepare_one_message(inv, *store, config);
-    read_input(m, *store);
-    if (store->message_size_limit() && m.message().size() > store->message_size_limit())
-        conclude(*store, m, inv, store->too_big());
+    if (auto refused = read_input(m, *store)) conclude(*store, m, inv, *refused);
     Outcome outcome;
     asio::co_spawn(
         io,

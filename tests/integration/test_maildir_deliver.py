@@ -349,8 +349,12 @@ class OneMessage(LabTestCase):
         r = deliver(None, "--maildir", md, message=make_message("big", 1_000_000), preexec_fn=limit)
         self.assertEqual(r.returncode, 75)
         self.assertEqual(status_line(r), f"4.3.1 <{md}>: file size limit reached")
-        self.assertEqual(os.listdir(os.path.join(md, "tmp")), [])
-        self.assertEqual(maildir_messages(md), [])
+        # Refused while the message was read: no file of it anywhere.
+        left = [os.path.join(d, f) for d, _, files in os.walk(md) for f in files]
+        self.assertEqual(left, [])
+        r = deliver(None, "--maildir", md, message=make_message("small", 50_000), preexec_fn=limit)
+        self.assertEqual(r.returncode, 0, r.stdout)
+        self.assertEqual(len(maildir_messages(md)), 1)
 
     def test_time_limit_defers(self):
         p = subprocess.Popen([binary("maildir_deliver"), "--maildir", self.lab.path("slow"), "-o",

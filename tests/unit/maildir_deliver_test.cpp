@@ -4,6 +4,8 @@
 // outcomes.
 #include <doctest/doctest.h>
 #include <dirent.h>
+#include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <sysexits.h>
@@ -814,35 +816,74 @@ TEST_CASE("maildir_deliver: without deliver_root_marker the store counts as not 
                         ConfigError);
 }
 
-TEST_CASE("InputBuffer: all of standard input, up to a cap, in one block") {
+namespace {
+
+// What read_all gives, as the view and as the file handed on to maildir_deliverd.
+std::string read_through(int fd, std::size_t cap) {
+    InputBuffer b;
+    REQUIRE(b.read_all(fd, cap));
+    std::string in_file(b.view().size(), '\0');
+    REQUIRE(b.file() >= 0);
+    CHECK(::pread(b.file(), in_file.data(), in_file.size(), 0) == static_cast<ssize_t>(in_file.size()));
+    CHECK(::lseek(b.file(), 0, SEEK_END) == static_cast<off_t>(in_file.size()));
+    CHECK(in_file == b.view());
+    return std::string(b.view());
+}
+
+// `data` written into one end of a pipe or socket pair (by a thread: it
+// may not fit in the pipe) and read from the other.
+std::string through(bool socket, const std::string& data, std::size_t cap) {
+    int fds[2];
+    REQUIRE((socket ? ::socketpair(AF_UNIX, SOCK_STREAM, 0, fds) : ::pipe(fds)) == 0);
+    std::thread writer([&] {
+        std::string_view rest = data;
+        while (!rest.empty()) {
+            ssize_t n = ::write(fds[1], rest.data(), std::min<std::size_t>(rest.size(), 70000));
+            if (n <= 0) break;  // the reader stopped at its cap
+            rest.remove_prefix(static_cast<std::size_t>(n));
+        }
+        ::close(fds[1]);
+    });
+    std::string got = read_through(fds[0], cap);
+    ::close(fds[0]);
+    writer.join();
+    return got;
+}
+
+std::string from_file(const std::string& data, std::size_t cap) {
+    TempDir dir;
+    std::string path = dir / "message";
+    spit(path, data);
+    int fd = ::open(path.c_str(), O_RDONLY);
+    REQUIRE(fd >= 0);
+    std::string got = read_through(fd, cap);
+    ::close(fd);
+    return got;
+}
+
+}  // namespace
+
+TEST_CASE("InputBuffer: standard input from a pipe, a file or a socket, up to a cap") {
     // The writer meets a closed pipe when the reader stops at its cap.
     auto previous = std::signal(SIGPIPE, SIG_IGN);
-    auto through_pipe = [](const std::string& data, std::size_t cap) {
-        int fds[2];
-        REQUIRE(::pipe(fds) == 0);
-        std::thread writer([&] {
-            std::string_view rest = data;
-            while (!rest.empty()) {
-                ssize_t n = ::write(fds[1], rest.data(), std::min<std::size_t>(rest.size(), 70000));
-                if (n <= 0) break;  // the reader stopped at its cap
-                rest.remove_prefix(static_cast<std::size_t>(n));
-            }
-            ::close(fds[1]);
-        });
-        InputBuffer b;
-        bool ok = b.read_all(fds[0], cap);
-        ::close(fds[0]);
-        writer.join();
-        CHECK(ok);
-        return std::string(b.view());
-    };
-    CHECK(through_pipe("", SIZE_MAX).empty());
-    CHECK(through_pipe("From a\nSubject: x\n\nbody\n", SIZE_MAX) == "From a\nSubject: x\n\nbody\n");
-    std::string big(1'300'000, 'x');  // past the first block: grown by realloc
+    std::string big(1'300'000, 'x');  // more than a pipe holds, more than one splice moves
     for (std::size_t i = 0; i < big.size(); i += 4099) big[i] = static_cast<char>('a' + i % 26);
-    CHECK(through_pipe(big, SIZE_MAX) == big);
-    CHECK(through_pipe(big, 1001) == big.substr(0, 1001));  // a message size limit + 1
-    // OneMessage is returned by value: the block moves, it is not copied.
+    const std::string small = "From a\nSubject: x\n\nbody\n";
+    // splice (pipe), or through a buffer (socket, file).
+    for (bool socket : {false, true}) {
+        CAPTURE(socket);
+        CHECK(through(socket, "", SIZE_MAX).empty());
+        CHECK(through(socket, small, SIZE_MAX) == small);
+        CHECK(through(socket, big, SIZE_MAX) == big);
+        CHECK(through(socket, big, 1001) == big.substr(0, 1001));  // a message size limit + 1
+    }
+    CHECK(from_file("", SIZE_MAX).empty());
+    CHECK(from_file(small, SIZE_MAX) == small);
+    CHECK(from_file(big, SIZE_MAX) == big);
+    CHECK(from_file(big, 1001) == big.substr(0, 1001));
+    std::signal(SIGPIPE, previous);
+
+    // OneMessage is returned by value: the mapping and the file move.
     int fds[2];
     REQUIRE(::pipe(fds) == 0);
     REQUIRE(::write(fds[1], "Subject: moved\n", 15) == 15);
@@ -851,11 +892,13 @@ TEST_CASE("InputBuffer: all of standard input, up to a cap, in one block") {
     REQUIRE(moved_from.read_all(fds[0], SIZE_MAX));
     ::close(fds[0]);
     const char* block = moved_from.view().data();
+    int file = moved_from.file();
     InputBuffer moved(std::move(moved_from));
     CHECK(moved.view() == "Subject: moved\n");
     CHECK(moved.view().data() == block);
+    CHECK(moved.file() == file);
     CHECK(moved_from.view().empty());
-    std::signal(SIGPIPE, previous);
+    CHECK(moved_from.file() == -1);
 }
 
 // ---------------------------------------------------------- command line
