@@ -9,6 +9,10 @@ is 1000 / p50_ms. Prints the median rate of
 each side and the median of the pairs' ratios.
 
     python3 bench/deliver_pairs.py [--pairs 30] [--block 50] [--file-input]
+        [--maildirs DIR]
+
+--maildirs puts the Maildirs in DIR (a tmpfs such as /dev/shm: fsync
+costs nothing there, which leaves what each program does besides).
 
 With --variant (repeatable), each round runs the floor and every variant
 in random order, and prints each variant's median pair ratio against the
@@ -69,6 +73,7 @@ def main():
     ap.add_argument("--block", type=int, default=50)
     ap.add_argument("--variant", action="append", default=[], help="LABEL=[NAME=VALUE ...] PROGRAM [ARGS]")
     ap.add_argument("--file-input", action="store_true", help="stdin opened on the message file, not a pipe")
+    ap.add_argument("--maildirs", help="make the Maildirs here (default: in the lab directory)")
     a = ap.parse_args()
     variants = [parse_variant(v) for v in a.variant] or [("maildir_deliver", {}, [binary("maildir_deliver")] + QUOTA_ARGS)]
     lab = Lab("bench-deliver-pairs")
@@ -87,7 +92,7 @@ def main():
         for p in range(a.pairs):
             order = sides if not a.variant else random.sample(sides, len(sides))
             for label, env, command in order:
-                d = lab.path(f"md-{p}")
+                d = os.path.join(a.maildirs, f"mailgrid-pairs-{os.getpid()}-{p}") if a.maildirs else lab.path(f"md-{p}")
                 for sub in ("tmp", "new", "cur"):
                     os.makedirs(os.path.join(d, sub))
                 cmd = [w.replace("{dir}", d) for w in command]
