@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "mail/maildir.hpp"
+#include "util/fd_io.hpp"
 #include "util/strings.hpp"
 
 namespace mailgrid::admin {
@@ -315,17 +316,12 @@ bool copy_file(const std::string& from, const std::string& to, std::string* sha2
         }
         if (n == 0) break;
         h.update(buf.data(), static_cast<std::size_t>(n));
-        for (ssize_t off = 0; off < n;) {
-            ssize_t w = ::write(out, buf.data() + off, static_cast<std::size_t>(n - off));
-            if (w < 0 && errno == EINTR) continue;
-            if (w < 0) {
-                *why = err(tmp);
-                ok = false;
-                break;
-            }
-            off += w;
+        if (int e = 0; !write_all(out, std::string_view(buf.data(), static_cast<std::size_t>(n)), &e)) {
+            errno = e;
+            *why = err(tmp);
+            ok = false;
+            break;
         }
-        if (!ok) break;
     }
     if (ok && ::geteuid() == 0) (void)::fchown(out, st.st_uid, st.st_gid);
     timespec times[2] = {st.st_atim, st.st_mtim};

@@ -14,6 +14,7 @@
 
 #include "imap_session.hpp"
 #include "log/log.hpp"
+#include "util/fd_io.hpp"
 #include "util/strings.hpp"
 
 namespace mailgrid::admin {
@@ -74,15 +75,9 @@ void write_durably(const std::string& path, std::string_view data) {
     std::string tmp = path + ".tmp";
     int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) throw Failure(EX_CANTCREAT, tmp + ": " + std::strerror(errno));
-    std::size_t off = 0;
-    while (off < data.size()) {
-        ssize_t n = ::write(fd, data.data() + off, data.size() - off);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) {
-            ::close(fd);
-            throw Failure(EX_IOERR, tmp + ": " + std::strerror(errno));
-        }
-        off += static_cast<std::size_t>(n);
+    if (int e = 0; !write_all(fd, data, &e)) {
+        ::close(fd);
+        throw Failure(EX_IOERR, tmp + ": " + std::strerror(e));
     }
     if (::fsync(fd) != 0 || ::close(fd) != 0 || ::rename(tmp.c_str(), path.c_str()) != 0)
         throw Failure(EX_IOERR, path + ": " + std::strerror(errno));

@@ -15,6 +15,7 @@
 
 #include "log/log.hpp"
 #include "mail/address.hpp"
+#include "util/fd_io.hpp"
 #include "util/strings.hpp"
 
 namespace mailgrid {
@@ -206,11 +207,9 @@ bool InputBuffer::read_all(int fd, std::size_t cap) {
         } else {
             char buffer[16384];
             n = ::read(fd, buffer, std::min(want, sizeof buffer));
-            for (ssize_t done = 0; n > 0 && done < n;) {
-                ssize_t w = ::write(file_, buffer + done, static_cast<std::size_t>(n - done));
-                if (w < 0 && errno == EINTR) continue;
-                if (w <= 0) return false;
-                done += w;
+            if (int e = 0; n > 0 && !write_all(file_, std::string_view(buffer, static_cast<std::size_t>(n)), &e)) {
+                errno = e;
+                return false;
             }
         }
         if (n < 0) {

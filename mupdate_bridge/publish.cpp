@@ -13,6 +13,7 @@
 #include "directory/ldif.hpp"
 #include "log/log.hpp"
 #include "proto/socketmap.hpp"
+#include "util/fd_io.hpp"
 #include "util/strings.hpp"
 
 namespace mailgrid::bridge {
@@ -111,16 +112,9 @@ awaitable<void> Publisher::writer() {
             std::string tmp = path + ".tmp";
             int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
             if (fd < 0) return "open " + tmp + ": " + std::strerror(errno);
-            std::size_t off = 0;
-            while (off < t.size()) {
-                ssize_t n = ::write(fd, t.data() + off, t.size() - off);
-                if (n < 0) {
-                    if (errno == EINTR) continue;
-                    std::string e = "write " + tmp + ": " + std::strerror(errno);
-                    ::close(fd);
-                    return e;
-                }
-                off += static_cast<std::size_t>(n);
+            if (int e = 0; !write_all(fd, t, &e)) {
+                ::close(fd);
+                return "write " + tmp + ": " + std::strerror(e);
             }
             if (::fsync(fd) != 0 || ::close(fd) != 0) return "fsync " + tmp + ": " + std::strerror(errno);
             if (::rename(tmp.c_str(), path.c_str()) != 0) return "rename " + tmp + ": " + std::strerror(errno);

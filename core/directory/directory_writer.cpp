@@ -15,6 +15,7 @@
 #include "directory/filter.hpp"
 #include "directory/ldap_sync.hpp"
 #include "directory/ldif.hpp"
+#include "util/fd_io.hpp"
 #include "util/strings.hpp"
 
 namespace mailgrid {
@@ -391,17 +392,10 @@ private:
         int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
         if (fd < 0) return WriteResult::failure(Code::Denied, tmp + ": " + std::strerror(errno));
         if (::geteuid() == 0) (void)::fchown(fd, st.st_uid, st.st_gid);
-        std::size_t off = 0;
-        while (off < text.size()) {
-            ssize_t w = ::write(fd, text.data() + off, text.size() - off);
-            if (w < 0) {
-                if (errno == EINTR) continue;
-                int e = errno;
-                ::close(fd);
-                ::unlink(tmp.c_str());
-                return WriteResult::failure(Code::TempFail, tmp + ": " + std::strerror(e));
-            }
-            off += static_cast<std::size_t>(w);
+        if (int e = 0; !write_all(fd, text, &e)) {
+            ::close(fd);
+            ::unlink(tmp.c_str());
+            return WriteResult::failure(Code::TempFail, tmp + ": " + std::strerror(e));
         }
         if (::fsync(fd) != 0 || ::close(fd) != 0 || ::rename(tmp.c_str(), path_.c_str()) != 0) {
             int e = errno;

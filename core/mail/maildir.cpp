@@ -16,6 +16,7 @@
 #include <cstring>
 
 #include "mail/maildir_name.hpp"
+#include "util/fd_io.hpp"
 
 namespace mailgrid::maildir {
 
@@ -89,23 +90,6 @@ private:
     Fd fd_;
     bool held_ = false;
 };
-
-bool write_all(int fd, std::string_view data, int* error) {
-    while (!data.empty()) {
-        ssize_t n = ::write(fd, data.data(), data.size());
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            *error = errno;
-            return false;
-        }
-        if (n == 0) {
-            *error = EIO;
-            return false;
-        }
-        data.remove_prefix(static_cast<std::size_t>(n));
-    }
-    return true;
-}
 
 // Appends one change line with a single write, as concurrent writers need.
 void append_quota_line(int maildir_fd, std::int64_t bytes, std::int64_t messages) {

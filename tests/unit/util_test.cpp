@@ -1,9 +1,17 @@
 #include <doctest/doctest.h>
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <string>
 
 #include "auth/password.hpp"
 #include "cache/lru_cache.hpp"
 #include "metrics/metrics.hpp"
 #include "util/base64.hpp"
+#include "util/fd_io.hpp"
 #include "util/hmac.hpp"
 #include "util/strings.hpp"
 
@@ -95,4 +103,44 @@ TEST_CASE("HmacSha256 gives RFC 4231's answers, again and again on one key") {
     CHECK(long_key.hex_digest("Test Using Larger Than Block-Size Key - Hash Key First") ==
           "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
     CHECK(HmacSha256("").hex_digest("").size() == 64);
+}
+
+TEST_CASE("write_all: a pipe gets every byte; a full disk and a closed reader are errors") {
+    // More than a pipe holds, so the writer blocks and resumes while a
+    // child reads it slowly in small pieces.
+    std::string data(300000, '\0');
+    for (std::size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>('a' + i % 23);
+    int fds[2];
+    REQUIRE(::pipe(fds) == 0);
+    pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        ::close(fds[1]);
+        std::string got;
+        char piece[1000];
+        for (ssize_t n; (n = ::read(fds[0], piece, sizeof piece)) > 0;) got.append(piece, static_cast<std::size_t>(n));
+        ::_exit(got == data ? 0 : 1);
+    }
+    ::close(fds[0]);
+    int error = 0;
+    CHECK(write_all(fds[1], data, &error));
+    ::close(fds[1]);
+    int status = 0;
+    REQUIRE(::waitpid(child, &status, 0) == child);
+    CHECK((WIFEXITED(status) && WEXITSTATUS(status) == 0));
+
+    int full = ::open("/dev/full", O_WRONLY | O_CLOEXEC);
+    REQUIRE(full >= 0);
+    CHECK_FALSE(write_all(full, "x", &error));
+    CHECK(error == ENOSPC);
+    ::close(full);
+
+    REQUIRE(::pipe(fds) == 0);
+    ::close(fds[0]);
+    auto old = std::signal(SIGPIPE, SIG_IGN);
+    CHECK_FALSE(write_all(fds[1], "x", &error));
+    CHECK(error == EPIPE);
+    std::signal(SIGPIPE, old);
+    ::close(fds[1]);
+    CHECK(write_all(-1, "", &error));  // nothing to write: no call made
 }
