@@ -235,7 +235,7 @@ std::optional<Outcome> read_input(OneMessage& m, const MailboxStore& store) {
     if (!m.raw.read_all(0, cap)) {
         int e = errno;
         std::string detail = std::string("cannot read the message: ") + std::strerror(e);
-        if (e == EFBIG || e == ENOSPC || e == ENOMEM) return Outcome::io_failure(e == ENOMEM ? ENOSPC : e, detail);
+        if (e == EFBIG || e == ENOSPC || e == ENOMEM) return Outcome::io_failure(e, detail);
         return Outcome::temporary("4.3.0", detail, detail);
     }
     // local(8) puts "From sender date" first; a Maildir has no such line.

@@ -147,6 +147,7 @@ Outcome Outcome::io_failure(int error, const std::string& detail) {
         case EDQUOT: return Outcome::temporary("4.2.2", "mailbox full (file system quota)", detail);
         case EFBIG: return Outcome::temporary("4.3.1", "file size limit reached", detail);
         case EROFS: return Outcome::temporary("4.3.0", "mail store is read-only", detail);
+        case ENOMEM: return Outcome::temporary("4.3.0", "insufficient system resources", detail);
         default:
             return Outcome::temporary("4.3.0", std::string("cannot write the mailbox: ") + std::strerror(error), detail);
     }

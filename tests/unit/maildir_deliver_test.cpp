@@ -761,6 +761,13 @@ TEST_CASE("maildir_deliver: addresses, hostile names, outcomes") {
     auto t = Outcome::temporary("4.3.1", "mail system full", "/store/x: No space left on device");
     CHECK(t.exit_code() == EX_TEMPFAIL);
     CHECK(t.lmtp_reply("a@b") == "451 4.3.1 <a@b> mail system full\r\n");
+    // Every failure to write or read defers, each in its own words.
+    CHECK(Outcome::io_failure(ENOSPC, "").lmtp_reply("a@b") == "451 4.3.1 <a@b> mail system full\r\n");
+    CHECK(Outcome::io_failure(EDQUOT, "").lmtp_reply("a@b") == "451 4.2.2 <a@b> mailbox full (file system quota)\r\n");
+    CHECK(Outcome::io_failure(ENOMEM, "").lmtp_reply("a@b") == "451 4.3.0 <a@b> insufficient system resources\r\n");
+    CHECK(Outcome::io_failure(EIO, "").lmtp_reply("a@b") ==
+          "451 4.3.0 <a@b> cannot write the mailbox: Input/output error\r\n");
+    for (int e : {ENOSPC, EDQUOT, EFBIG, EROFS, ENOMEM, EIO}) CHECK(Outcome::io_failure(e, "").exit_code() == EX_TEMPFAIL);
 }
 
 TEST_CASE("maildir_deliver: a Maildir that goes away during a delivery defers, never bounces") {
