@@ -2,11 +2,9 @@
 // command_line.hpp).
 #include "command_line.hpp"
 
-#include <sysexits.h>
-
 namespace mailgrid {
 
-std::optional<int> parse_command_line(CLI::App& app, Invocation& inv, int argc, const char* const* argv) {
+void read_command_line(CLI::App& app, Invocation& inv, int argc, const char* const* argv) {
     app.set_version_flag("--version", "maildir_deliver " MAILGRID_VERSION);
     // "maildir_deliver purge -o name=value" as well as before the subcommand.
     app.fallthrough();
@@ -32,20 +30,12 @@ std::optional<int> parse_command_line(CLI::App& app, Invocation& inv, int argc, 
     reconcile->add_flag("--remove", inv.reconcile.remove, "move Maildirs without a directory entry to the attic");
     reconcile->add_flag("--force", inv.reconcile.force, "move them even when most Maildirs would go");
     reconcile->add_flag("--dry-run", inv.reconcile_dry_run, "only list (the default without --remove)");
-    try {
-        app.parse(argc, argv);
-    } catch (const CLI::Success& e) {
-        return app.exit(e);
-    } catch (const CLI::ParseError& e) {
-        // Under Postfix any status but 75 (and 71) bounces the message.
-        finish(EX_TEMPFAIL, "4.3.5", std::string("maildir_deliver: bad command line: ") + e.what());
-    }
+    app.parse(argc, argv);
     if (purge->parsed()) inv.job = Job::Purge;
     if (reconcile->parsed()) inv.job = Job::Reconcile;
     inv.days_given = days->count() > 0;
     if (inv.reconcile_dry_run) inv.reconcile.remove = false;
     inv.serve = app.count("--lmtp") > 0;
-    return std::nullopt;
 }
 
 }  // namespace mailgrid

@@ -1,20 +1,18 @@
 // command_line - maildir_deliver's whole command line (every option,
 // purge and reconcile, --help, --version), read with CLI11 by
 // maildir_deliverd. The front reads only the delivery forms itself
-// (parse_delivery_line in cli.hpp) and hands anything else over.
+// (parse_delivery_line in invocation.hpp) and hands anything else over.
 #pragma once
-
-#include <optional>
 
 #include <CLI/CLI.hpp>
 
-#include "cli.hpp"
+#include "invocation.hpp"
 
 namespace mailgrid {
 
-// Defines the options and subcommands; parses argv. Returns an exit status
-// when there is nothing more to do (--help, --version), and a bad command
-// line defers the message (75, "4.3.5 ...") since Postfix bounces for 64.
-std::optional<int> parse_command_line(CLI::App& app, Invocation& inv, int argc, const char* const* argv);
+// Defines the options and subcommands and parses argv into inv. Throws
+// CLI11's exceptions: CLI::Success for --help and --version (app.exit
+// prints them), another CLI::ParseError for a bad command line.
+void read_command_line(CLI::App& app, Invocation& inv, int argc, const char* const* argv);
 
 }  // namespace mailgrid

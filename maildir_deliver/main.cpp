@@ -92,7 +92,14 @@ int serve(asio::io_context& io, const SuiteConfig& config, Agent& agent, Metrics
 int main(int argc, char** argv) {
     CLI::App app{"maildir_deliver: Maildir++ delivery with quotas, from .forward, pipe(8) and LMTP"};
     Invocation inv;
-    if (auto done = parse_command_line(app, inv, argc, argv)) return *done;
+    try {
+        read_command_line(app, inv, argc, argv);
+    } catch (const CLI::Success& e) {
+        return app.exit(e);
+    } catch (const CLI::ParseError& e) {
+        // Under Postfix any status but 75 (and 71) bounces the message.
+        finish(EX_TEMPFAIL, "4.3.5", std::string("maildir_deliver: bad command line: ") + e.what());
+    }
     SuiteConfig config = load_deliver_config(inv);
     if (inv.common.show) {
         std::cout << config.show(false);

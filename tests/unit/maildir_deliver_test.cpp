@@ -925,7 +925,7 @@ Invocation full(std::vector<const char*> args) {
     args.insert(args.begin(), "maildir_deliver");
     CLI::App app;
     Invocation inv;
-    REQUIRE_FALSE(parse_command_line(app, inv, static_cast<int>(args.size()), args.data()));
+    REQUIRE_NOTHROW(read_command_line(app, inv, static_cast<int>(args.size()), args.data()));
     return inv;
 }
 
@@ -971,6 +971,7 @@ TEST_CASE("front's command line: everything else is left to maildir_deliverd") {
         {"purge", "--dry-run"}, {"reconcile"}, {"-d"}, {"-d", "-e"}, {"-d", "a@b", "-d", "c@d"},
         {"-dfoo@bar"}, {"-vv"}, {"stray"}, {"-o", "a=1", "b=2"}, {"-d", "purge"}, {"--"},
         {"--foreground", "--foreground"}, {"--maildirx", "y"}, {"-x"}, {""}, {"", "x=1"}, {"-d", "a@b", ""},
+        {"--extension="}, {"-d", "a@b", "--from="}, {"-o", "[]"}, {"-o", "[a=1,b=2]"},
     };
     for (const auto& args : others) {
         CAPTURE(args.front());
