@@ -1,7 +1,6 @@
 // transport - plain or TLS byte stream of a MUPDATE session (see transport.hpp).
 #include "transport.hpp"
 
-#include <cstring>
 #include <stdexcept>
 
 #include "log/log.hpp"
@@ -10,7 +9,7 @@ namespace mailgrid::bridge {
 
 std::string_view Transport::buffer() const {
     if (!ssl_) return c_.buffer();
-    return std::string_view(in_.data() + begin_, end_ - begin_);
+    return in_.data();
 }
 
 void Transport::consume(std::size_t n) {
@@ -18,33 +17,24 @@ void Transport::consume(std::size_t n) {
         c_.consume(n);
         return;
     }
-    begin_ += n;
-    if (begin_ == end_) begin_ = end_ = 0;
+    in_.consume(n);
 }
 
 void Transport::discard() {
     if (!ssl_) c_.consume(c_.buffer().size());
-    begin_ = end_ = 0;
+    in_.clear();
 }
 
 awaitable<bool> Transport::read_more() {
     if (!ssl_) co_return co_await c_.read_more();
-    if (end_ - begin_ >= max_buffer_ || !c_.is_open()) co_return false;
-    if (in_.size() - end_ < 4096) {
-        if (begin_ > 0) {
-            std::memmove(in_.data(), in_.data() + begin_, end_ - begin_);
-            end_ -= begin_;
-            begin_ = 0;
-        }
-        if (in_.size() - end_ < 4096) in_.resize(std::min(max_buffer_, std::max<std::size_t>(in_.size() * 2, 16384)));
-    }
-    std::size_t want = std::min(in_.size() - end_, max_buffer_ - (end_ - begin_));
-    if (want == 0) co_return false;
+    if (!c_.is_open()) co_return false;
+    auto room = in_.room();
+    if (room.empty()) co_return false;
     asio::error_code ec;
-    std::size_t n = co_await ssl_->async_read_some(asio::buffer(in_.data() + end_, want),
+    std::size_t n = co_await ssl_->async_read_some(asio::buffer(room.data(), room.size()),
                                                    asio::redirect_error(use_awaitable, ec));
     if (ec || n == 0) co_return false;
-    end_ += n;
+    in_.commit(n);
     c_.keep_alive();
     co_return true;
 }

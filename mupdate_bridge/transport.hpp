@@ -10,13 +10,14 @@
 #include <string_view>
 #include <vector>
 
+#include "net/receive_buffer.hpp"
 #include "net/server.hpp"
 
 namespace mailgrid::bridge {
 
 class Transport {
 public:
-    explicit Transport(Connection& c, std::size_t max_buffer) : c_(c), max_buffer_(max_buffer) {}
+    explicit Transport(Connection& c, std::size_t max_buffer) : c_(c), in_(max_buffer) {}
 
     std::string_view buffer() const;
     void consume(std::size_t n);
@@ -32,10 +33,8 @@ public:
 
 private:
     Connection& c_;
-    std::size_t max_buffer_;
     std::unique_ptr<asio::ssl::stream<Socket&>> ssl_;
-    std::vector<char> in_;
-    std::size_t begin_ = 0, end_ = 0;
+    ReceiveBuffer in_;  // under TLS: the decrypted bytes
 };
 
 // The server's TLS context from a certificate chain and key (PEM). Throws

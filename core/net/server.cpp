@@ -34,7 +34,7 @@ std::string describe_peer(Socket& s) {
 }  // namespace
 
 Connection::Connection(Socket socket, std::chrono::milliseconds idle, std::size_t max_buffer, IdleReaper* reaper)
-    : io_(std::make_shared<Io>(std::move(socket))), reaper_(reaper), idle_(idle), max_buffer_(max_buffer) {
+    : io_(std::make_shared<Io>(std::move(socket))), reaper_(reaper), idle_(idle), in_(max_buffer) {
     touch();
     if (reaper_) reaper_->add(io_.get());
 }
@@ -83,24 +83,14 @@ awaitable<void> IdleReaper::sweep() {
 }
 
 awaitable<bool> Connection::read_more() {
-    if (io_->closed || end_ - begin_ >= max_buffer_) co_return false;
-    // Make room without zero-filling on every read: grow once, then slide
-    // unconsumed bytes to the front when the tail runs out.
-    if (in_.size() - end_ < 4096) {
-        if (begin_ > 0) {
-            std::memmove(in_.data(), in_.data() + begin_, end_ - begin_);
-            end_ -= begin_;
-            begin_ = 0;
-        }
-        if (in_.size() - end_ < 4096) in_.resize(std::min(max_buffer_, std::max<std::size_t>(in_.size() * 2, 16384)));
-    }
-    std::size_t want = std::min(in_.size() - end_, max_buffer_ - (end_ - begin_));
-    if (want == 0) co_return false;
+    if (io_->closed) co_return false;
+    auto room = in_.room();
+    if (room.empty()) co_return false;
     asio::error_code ec;
-    std::size_t n = co_await io_->socket.async_read_some(asio::buffer(in_.data() + end_, want),
+    std::size_t n = co_await io_->socket.async_read_some(asio::buffer(room.data(), room.size()),
                                                          asio::redirect_error(use_awaitable, ec));
     if (ec || n == 0) co_return false;
-    end_ += n;
+    in_.commit(n);
     touch();
     co_return true;
 }
@@ -111,17 +101,9 @@ std::size_t Connection::pending_bytes() {
     return static_cast<std::size_t>(n);
 }
 
-void Connection::take_input(std::string_view bytes) {
-    if (bytes.empty()) return;
-    if (in_.size() - end_ < bytes.size()) in_.resize(std::max<std::size_t>(end_ + bytes.size(), 16384));
-    std::memcpy(in_.data() + end_, bytes.data(), bytes.size());
-    end_ += bytes.size();
-}
+void Connection::take_input(std::string_view bytes) { in_.append(bytes); }
 
-void Connection::wipe_input() {
-    secure_wipe(in_.data(), in_.size());
-    begin_ = end_ = 0;
-}
+void Connection::wipe_input() { in_.wipe(); }
 
 awaitable<bool> Connection::write(std::string_view data) {
     if (io_->closed) co_return false;

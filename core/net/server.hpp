@@ -18,6 +18,7 @@
 
 #include "net/asio.hpp"
 #include "net/listen.hpp"
+#include "net/receive_buffer.hpp"
 
 namespace mailgrid {
 
@@ -36,15 +37,12 @@ public:
     // timeout, or a buffer already at its limit.
     awaitable<bool> read_more();
     // Input received and not yet consumed.
-    std::string_view buffer() const { return std::string_view(in_.data() + begin_, end_ - begin_); }
+    std::string_view buffer() const { return in_.data(); }
     // Overwrites everything received so far (it held a password).
     void wipe_input();
     // Puts bytes read before the connection was made into the buffer.
     void take_input(std::string_view bytes);
-    void consume(std::size_t n) {
-        begin_ += n;
-        if (begin_ == end_) begin_ = end_ = 0;
-    }
+    void consume(std::size_t n) { in_.consume(n); }
     awaitable<bool> write(std::string_view data);
     // Wait until the peer sends something (or hangs up); used to answer a
     // protocol that allows an optional trailing field.
@@ -79,9 +77,7 @@ private:
     std::shared_ptr<Io> io_;
     IdleReaper* reaper_;
     std::chrono::milliseconds idle_;
-    std::size_t max_buffer_;
-    std::vector<char> in_;  // bytes [begin_, end_) are unconsumed
-    std::size_t begin_ = 0, end_ = 0;
+    ReceiveBuffer in_;
     std::string peer_;
 };
 

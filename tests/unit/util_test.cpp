@@ -10,6 +10,7 @@
 #include "auth/password.hpp"
 #include "cache/lru_cache.hpp"
 #include "metrics/metrics.hpp"
+#include "net/receive_buffer.hpp"
 #include "util/base64.hpp"
 #include "util/fd_io.hpp"
 #include "util/hmac.hpp"
@@ -143,4 +144,53 @@ TEST_CASE("write_all: a pipe gets every byte; a full disk and a closed reader ar
     std::signal(SIGPIPE, old);
     ::close(fds[1]);
     CHECK(write_all(-1, "", &error));  // nothing to write: no call made
+}
+
+TEST_CASE("ReceiveBuffer: reads land after what is unconsumed, never past the limit") {
+    ReceiveBuffer b(40000);
+    auto put = [&](std::string_view bytes) {
+        auto room = b.room();
+        REQUIRE(room.size() >= bytes.size());
+        std::copy(bytes.begin(), bytes.end(), room.begin());
+        b.commit(bytes.size());
+    };
+    CHECK(b.data().empty());
+    put("LINE one\r\nLINE t");
+    CHECK(b.data() == "LINE one\r\nLINE t");
+    b.consume(10);
+    CHECK(b.data() == "LINE t");
+    put("wo\r\n");
+    CHECK(b.data() == "LINE two\r\n");
+    b.consume(b.data().size());
+    CHECK(b.data().empty());
+
+    // Filling up: the room shrinks to the limit, then there is none; what
+    // was held survives every slide to the front.
+    std::string sent;
+    for (int i = 0; b.room().size() > 0; ++i) {
+        std::string chunk(std::min<std::size_t>(b.room().size(), 3000), static_cast<char>('a' + i % 26));
+        put(chunk);
+        sent += chunk;
+        if (i % 3 == 2) {
+            b.consume(1000);
+            sent.erase(0, 1000);
+        }
+        REQUIRE(b.data() == sent);
+    }
+    CHECK(b.data().size() == 40000);
+    b.consume(1);
+    CHECK(b.room().size() == 1);
+    CHECK(b.data() == sent.substr(1));
+
+    // Bytes read before the connection existed may exceed the limit.
+    ReceiveBuffer small(8);
+    small.append("0123456789");
+    CHECK(small.data() == "0123456789");
+    CHECK(small.room().empty());
+    small.consume(4);
+    CHECK(small.room().size() == 2);
+
+    small.wipe();
+    CHECK(small.data().empty());
+    CHECK(small.room().size() == 8);
 }
