@@ -130,7 +130,12 @@ std::string Outcome::lmtp_reply(const std::string& address) const {
         case Kind::BadAddress: return lmtp_line(550, who + text);
         case Kind::OverQuota: return lmtp_line(permanent ? 552 : 452, who + "mailbox full");
         case Kind::TooBig: return lmtp_line(552, "message exceeds size limit");
-        case Kind::TempFail: return lmtp_line(451, who + text);
+        case Kind::TempFail: {
+            // Storage that ran out (the disk, a file system quota) is 452
+            // in RFC 5321, as over quota is; any other trouble 451.
+            auto e = enhanced();
+            return lmtp_line(e == "4.3.1" || e == "4.2.2" ? 452 : 451, who + text);
+        }
     }
     return lmtp_line(451, "temporary failure");
 }

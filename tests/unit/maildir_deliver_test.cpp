@@ -760,10 +760,10 @@ TEST_CASE("maildir_deliver: addresses, hostile names, outcomes") {
     CHECK(o.lmtp_reply("a@b") == "550 5.1.1 <a@b> user unknown\r\n");
     auto t = Outcome::temporary("4.3.1", "mail system full", "/store/x: No space left on device");
     CHECK(t.exit_code() == EX_TEMPFAIL);
-    CHECK(t.lmtp_reply("a@b") == "451 4.3.1 <a@b> mail system full\r\n");
+    CHECK(t.lmtp_reply("a@b") == "452 4.3.1 <a@b> mail system full\r\n");
     // Every failure to write or read defers, each in its own words.
-    CHECK(Outcome::io_failure(ENOSPC, "").lmtp_reply("a@b") == "451 4.3.1 <a@b> mail system full\r\n");
-    CHECK(Outcome::io_failure(EDQUOT, "").lmtp_reply("a@b") == "451 4.2.2 <a@b> mailbox full (file system quota)\r\n");
+    CHECK(Outcome::io_failure(ENOSPC, "").lmtp_reply("a@b") == "452 4.3.1 <a@b> mail system full\r\n");
+    CHECK(Outcome::io_failure(EDQUOT, "").lmtp_reply("a@b") == "452 4.2.2 <a@b> mailbox full (file system quota)\r\n");
     CHECK(Outcome::io_failure(ENOMEM, "").lmtp_reply("a@b") == "451 4.3.0 <a@b> insufficient system resources\r\n");
     CHECK(Outcome::io_failure(EIO, "").lmtp_reply("a@b") ==
           "451 4.3.0 <a@b> cannot write the mailbox: Input/output error\r\n");
