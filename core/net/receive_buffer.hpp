@@ -2,7 +2,8 @@
 // for every connection that feeds the pure codecs (plain or under TLS).
 // Room for the next read is made without zero-filling on every read: the
 // buffer grows once, then slides unconsumed bytes to the front when its
-// tail runs out. It never holds more than its limit.
+// tail runs out. Reads never take it past its limit (only append() may:
+// bytes that were already read elsewhere).
 #pragma once
 
 #include <cstddef>
