@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/sendfile.h>
 #include <sysexits.h>
 #include <unistd.h>
 
@@ -131,17 +132,24 @@ bool InputBuffer::read_all(int fd, std::size_t cap) {
     file_ = ::memfd_create("message", MFD_CLOEXEC);
     if (file_ < 0) return false;
     // Postfix's local(8) and pipe(8) give the message through a pipe,
-    // which splice moves into the file; anything else (a file, a socket, a
-    // terminal) is copied through a buffer. copy_file_range would refuse:
+    // which splice moves into the file; a file (the front's hand-over, or
+    // `maildir_deliver < FILE`) goes by sendfile; anything else (a socket,
+    // a terminal) is copied through a buffer. copy_file_range would refuse:
     // the memfd is on another file system.
-    bool splice_works = true;
+    enum class Move { Splice, Sendfile, Copy } move = Move::Splice;
     while (size_ < cap) {
         std::size_t want = std::min<std::size_t>(cap - size_, 1 << 20);
         ssize_t n;
-        if (splice_works) {
+        if (move == Move::Splice) {
             n = ::splice(fd, nullptr, file_, nullptr, want, 0);
             if (n < 0 && errno == EINVAL && size_ == 0) {
-                splice_works = false;
+                move = Move::Sendfile;
+                continue;
+            }
+        } else if (move == Move::Sendfile) {
+            n = ::sendfile(file_, fd, nullptr, want);
+            if (n < 0 && errno == EINVAL && size_ == 0) {
+                move = Move::Copy;
                 continue;
             }
         } else {

@@ -857,12 +857,14 @@ std::string through(bool socket, const std::string& data, std::size_t cap) {
     return got;
 }
 
-std::string from_file(const std::string& data, std::size_t cap) {
+// From the file's current offset, as read(2) would.
+std::string from_file(const std::string& data, std::size_t cap, off_t offset = 0) {
     TempDir dir;
     std::string path = dir / "message";
     spit(path, data);
     int fd = ::open(path.c_str(), O_RDONLY);
     REQUIRE(fd >= 0);
+    REQUIRE(::lseek(fd, offset, SEEK_SET) == offset);
     std::string got = read_through(fd, cap);
     ::close(fd);
     return got;
@@ -876,7 +878,7 @@ TEST_CASE("InputBuffer: standard input from a pipe, a file or a socket, up to a 
     std::string big(1'300'000, 'x');  // more than a pipe holds, more than one splice moves
     for (std::size_t i = 0; i < big.size(); i += 4099) big[i] = static_cast<char>('a' + i % 26);
     const std::string small = "From a\nSubject: x\n\nbody\n";
-    // splice (pipe), or through a buffer (socket, file).
+    // splice (pipe), or through a buffer (socket); sendfile (file) below.
     for (bool socket : {false, true}) {
         CAPTURE(socket);
         CHECK(through(socket, "", SIZE_MAX).empty());
@@ -888,6 +890,8 @@ TEST_CASE("InputBuffer: standard input from a pipe, a file or a socket, up to a 
     CHECK(from_file(small, SIZE_MAX) == small);
     CHECK(from_file(big, SIZE_MAX) == big);
     CHECK(from_file(big, 1001) == big.substr(0, 1001));
+    CHECK(from_file(small, SIZE_MAX, 7) == small.substr(7));
+    CHECK(from_file(big, 1001, 4099) == big.substr(4099, 1001));
     std::signal(SIGPIPE, previous);
 
     // OneMessage is returned by value: the mapping and the file move.
