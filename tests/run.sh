@@ -7,7 +7,7 @@
 #      with AddressSanitizer + UBSan
 #   4. run each libFuzzer target (built with clang) for a bounded time,
 #      alongside step 3
-# Environment: MAILGRID_FUZZ_SECONDS (default 20) per fuzz target,
+# Environment: MAILGRID_FUZZ_SECONDS (default 30) per fuzz target,
 # MAILGRID_SKIP_ASAN=1 / MAILGRID_SKIP_FUZZ=1 to leave a stage out.
 set -euo pipefail
 
@@ -57,7 +57,7 @@ trap - EXIT
 # mostly wait on their peers, and each fuzzer's run is bounded in time.
 fuzz_log=$repo/fuzz.log
 if [ "$fuzz" = 1 ]; then
-    nice -n 19 tests/fuzz/run.sh build-fuzz "${MAILGRID_FUZZ_SECONDS:-20}" >"$fuzz_log" 2>&1 &
+    nice -n 19 tests/fuzz/run.sh build-fuzz "${MAILGRID_FUZZ_SECONDS:-30}" >"$fuzz_log" 2>&1 &
     fuzzing=$!
     trap 'kill $fuzzing 2>/dev/null || true' EXIT
 fi
