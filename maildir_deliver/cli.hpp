@@ -34,10 +34,10 @@ bool serving_lmtp(const Invocation& inv, const SuiteConfig& config);
 // One message from stdin: the recipient (-d, --maildir, or USER, DOMAIN,
 // EXTENSION from local(8)), the time limit set, the message read.
 // Standard input, moved by the kernel (splice from the pipe Postfix gives,
-// sendfile from a file) into an anonymous file (memfd) and mapped read-only. A page that read()
-// fills costs a process per message a page fault, and on a VM a second,
-// hidden one when the program first reads it; mapped page-cache pages
-// fault in 16 at a time (bench/RESULTS.md). The file is also what the
+// sendfile from a file) into an anonymous file (memfd) and mapped
+// read-only. A page that read() fills costs a process per message a page
+// fault, and on a VM a second, hidden one when the program first reads
+// it; mapped page-cache pages fault in 16 at a time (bench/RESULTS.md). The file is also what the
 // front hands on to maildir_deliverd as its standard input.
 class InputBuffer {
 public:
